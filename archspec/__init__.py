@@ -1,0 +1,13 @@
+"""archspec: the framework-free core of crossframe.
+
+One JSON spec per network family (``archspec/specs``), validated and resolved once into a frozen,
+flat list of layers whose every integer is final (:mod:`archspec.ir`). Importing this package
+imports no deep-learning framework.
+"""
+
+from . import blocks, ir
+from .errors import SpecError
+from .ir import Spec
+from .resolve import list_variants, load
+
+__all__ = ["SpecError", "Spec", "load", "list_variants", "blocks", "ir"]

@@ -1,0 +1,384 @@
+"""The resolved form of a spec: frozen layers whose every integer is final.
+
+Builders in ``torch_impl``, ``tf_impl`` and ``jax_impl`` render these objects one to one and do no
+arithmetic on channels, strides or paddings. Shapes are channels-last ``(H, W, C)`` (or ``(C,)``
+after pooling/flattening) whatever the framework's own layout.
+
+Every layer knows its canonical path and lists its canonical tensors (:class:`Tensor`), which
+gives parameter counts and the weight names that ``weight_transfer`` moves between frameworks:
+
+    <path>.conv.kernel (kh, kw, in/groups, out)   <path>.conv.bias (out,)
+    <path>.bn.{scale,bias,mean,var} (C,)          <path>.{reduce,expand}.{kernel,bias}   (SE)
+    <path>.kernel (in, out)  <path>.bias (out,)   (dense)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional, Tuple
+
+Shape = Tuple[int, ...]
+Padding = Tuple[Tuple[int, int], Tuple[int, int]]  # ((top, bottom), (left, right))
+
+ACTIVATIONS = {
+    None: "identity",
+    "relu": "max(x, 0)",
+    "relu6": "min(max(x, 0), 6)",
+    "swish": "x * sigmoid(x)  (SiLU)",
+    "sigmoid": "1 / (1 + exp(-x))",
+    "hard_sigmoid": "relu6(x + 3) / 6  (PyTorch's Hardsigmoid, not Keras 2's 0.2x + 0.5)",
+    "hard_swish": "x * relu6(x + 3) / 6",
+    "selu": "scale * (max(0, x) + min(0, alpha * (exp(x) - 1))), alpha=1.6732632, scale=1.0507010",
+}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One canonical weight: its name, shape (canonical layout) and whether it is trained."""
+
+    name: str
+    shape: Shape
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation with its conventions spelled out.
+
+    ``momentum`` is PyTorch's: ``running = (1 - momentum) * running + momentum * batch``;
+    ``decay`` is the same number in Keras/Flax form (``1 - momentum``), resolved here so builders
+    copy it. ``running_var`` says which batch variance feeds the running estimate: ``unbiased``
+    (PyTorch, n/(n-1)) or ``biased`` (Keras, Flax). Normalisation always uses the biased one.
+    """
+
+    eps: float
+    momentum: float
+    decay: float
+    running_var: str
+
+    def tensors(self, path: str, channels: int):
+        return (
+            Tensor(f"{path}.scale", (channels,)),
+            Tensor(f"{path}.bias", (channels,)),
+            Tensor(f"{path}.mean", (channels,), trainable=False),
+            Tensor(f"{path}.var", (channels,), trainable=False),
+        )
+
+
+@dataclass(frozen=True)
+class Layer:
+    path: str
+    in_shape: Shape
+    out_shape: Shape
+
+    kind = "layer"
+
+    def children(self) -> Tuple[Tuple[str, "Layer"], ...]:
+        """Sub-layers with weights, as (role, layer); the role names the attribute in every framework."""
+        return ()
+
+    def tensors(self) -> Tuple[Tensor, ...]:
+        return tuple(t for _, child in self.children() for t in child.tensors())
+
+    @property
+    def macs(self) -> int:
+        return sum(child.macs for _, child in self.children())
+
+    @property
+    def params(self) -> int:
+        """Trainable parameter count (PyTorch's ``parameters()`` convention: BN statistics excluded)."""
+        total = 0
+        for t in self.tensors():
+            if t.trainable:
+                n = 1
+                for d in t.shape:
+                    n *= d
+                total += n
+        return total
+
+
+@dataclass(frozen=True)
+class ConvBNAct(Layer):
+    """Convolution (explicit zero padding, then VALID), optional batch norm, optional activation."""
+
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    padding: Padding = ((0, 0), (0, 0))
+    bias: bool = False
+    bn: Optional[BatchNorm] = None
+    act: Optional[str] = None
+
+    kind = "conv_bn_act"
+
+    def tensors(self):
+        out = [Tensor(f"{self.path}.conv.kernel",
+                      (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels))]
+        if self.bias:
+            out.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,)))
+        if self.bn is not None:
+            out.extend(self.bn.tensors(f"{self.path}.bn", self.out_channels))
+        return tuple(out)
+
+    @property
+    def macs(self):
+        h, w, _ = self.out_shape
+        return self.kernel * self.kernel * (self.in_channels // self.groups) * self.out_channels * h * w
+
+
+@dataclass(frozen=True)
+class SqueezeExcite(Layer):
+    """Global average pool, 1x1 conv to ``reduced`` (+act), 1x1 conv back (+gate), rescale."""
+
+    channels: int = 0
+    reduced: int = 0
+    act: str = "relu"
+    gate: str = "sigmoid"
+
+    kind = "squeeze_excite"
+
+    def tensors(self):
+        c, r = self.channels, self.reduced
+        return (
+            Tensor(f"{self.path}.reduce.kernel", (1, 1, c, r)),
+            Tensor(f"{self.path}.reduce.bias", (r,)),
+            Tensor(f"{self.path}.expand.kernel", (1, 1, r, c)),
+            Tensor(f"{self.path}.expand.bias", (c,)),
+        )
+
+    @property
+    def macs(self):
+        return 2 * self.channels * self.reduced
+
+
+@dataclass(frozen=True)
+class DepthwiseSeparable(Layer):
+    """Depthwise conv, optional SE, pointwise conv, optional identity residual."""
+
+    dw: ConvBNAct = None
+    se: Optional[SqueezeExcite] = None
+    pw: ConvBNAct = None
+    residual: bool = False
+    drop_path: float = 0.0
+
+    kind = "depthwise_separable"
+
+    def children(self):
+        return tuple((r, c) for r, c in (("dw", self.dw), ("se", self.se), ("pw", self.pw)) if c is not None)
+
+
+@dataclass(frozen=True)
+class InvertedResidual(Layer):
+    """MobileNetV2/V3, MnasNet and EfficientNet's MBConv: expand, depthwise, SE, linear project."""
+
+    expand: Optional[ConvBNAct] = None
+    dw: ConvBNAct = None
+    se: Optional[SqueezeExcite] = None
+    project: ConvBNAct = None
+    residual: bool = False
+    drop_path: float = 0.0
+
+    kind = "inverted_residual"
+
+    def children(self):
+        roles = (("expand", self.expand), ("dw", self.dw), ("se", self.se), ("project", self.project))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+
+@dataclass(frozen=True)
+class BasicBlock(Layer):
+    """ResNet basic block: conv1 (3x3, act), conv2 (3x3), shortcut, add, act."""
+
+    conv1: ConvBNAct = None
+    conv2: ConvBNAct = None
+    shortcut: Optional[ConvBNAct] = None
+    act: str = "relu"
+
+    kind = "basic_block"
+
+    def children(self):
+        roles = (("conv1", self.conv1), ("conv2", self.conv2), ("shortcut", self.shortcut))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+
+@dataclass(frozen=True)
+class Bottleneck(Layer):
+    """ResNet bottleneck: conv1 (1x1), conv2 (3x3), conv3 (1x1, no act), shortcut, add, act."""
+
+    conv1: ConvBNAct = None
+    conv2: ConvBNAct = None
+    conv3: ConvBNAct = None
+    shortcut: Optional[ConvBNAct] = None
+    act: str = "relu"
+
+    kind = "bottleneck"
+
+    def children(self):
+        roles = (("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3),
+                 ("shortcut", self.shortcut))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+
+@dataclass(frozen=True)
+class ShuffleUnit(Layer):
+    """ShuffleNetV2 unit.
+
+    stride 1: split channels in two halves; the second goes through expand (1x1) -> dw -> project
+    (1x1); concatenate [first half, branch]. stride 2: the whole input goes through both
+    shortcut_dw -> shortcut_pw and expand -> dw -> project; concatenate. Then shuffle the channels
+    in ``groups`` groups (channel c of group g moves to position c * groups + g).
+    """
+
+    shortcut_dw: Optional[ConvBNAct] = None
+    shortcut_pw: Optional[ConvBNAct] = None
+    expand: ConvBNAct = None
+    dw: ConvBNAct = None
+    project: ConvBNAct = None
+    split: bool = True
+    groups: int = 2
+
+    kind = "shuffle_unit"
+
+    def children(self):
+        roles = (("shortcut_dw", self.shortcut_dw), ("shortcut_pw", self.shortcut_pw),
+                 ("expand", self.expand), ("dw", self.dw), ("project", self.project))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+
+@dataclass(frozen=True)
+class Pool(Layer):
+    """Max or average pooling; max pads with -inf, average layers here never pad."""
+
+    op: str = "max"
+    kernel: int = 2
+    stride: int = 2
+    padding: Padding = ((0, 0), (0, 0))
+
+    kind = "pool"
+
+
+@dataclass(frozen=True)
+class GlobalPool(Layer):
+    """Spatial mean: (H, W, C) -> (C,)."""
+
+    op: str = "avg"
+
+    kind = "global_pool"
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """(H, W, C) -> (H*W*C,) in ``order``: 'chw' (PyTorch's) or 'hwc' (Keras')."""
+
+    order: str = "chw"
+
+    kind = "flatten"
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    in_features: int = 0
+    out_features: int = 0
+    bias: bool = True
+    act: Optional[str] = None
+
+    kind = "dense"
+
+    def tensors(self):
+        out = [Tensor(f"{self.path}.kernel", (self.in_features, self.out_features))]
+        if self.bias:
+            out.append(Tensor(f"{self.path}.bias", (self.out_features,)))
+        return tuple(out)
+
+    @property
+    def macs(self):
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    rate: float = 0.0
+
+    kind = "dropout"
+
+
+@dataclass(frozen=True)
+class Activation(Layer):
+    act: str = "relu"
+
+    kind = "activation"
+
+
+@dataclass(frozen=True)
+class Preprocess(Layer):
+    """In-model input preprocessing, per channel: ``y = x * multiplier + addend``.
+
+    Resolved from the spec's ``rescale``/``offset``/``mean``/``std`` (y = ((x*rescale + offset) - mean) / std).
+    """
+
+    multiplier: Tuple[float, ...] = ()
+    addend: Tuple[float, ...] = ()
+
+    kind = "preprocess"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A resolved network: the flat, ordered list of its top-level layers, and its conventions."""
+
+    name: str
+    family: str
+    source: str
+    input_shape: Shape
+    num_classes: int
+    layers: Tuple[Layer, ...]
+    conventions: Tuple[Tuple[str, object], ...] = field(default=())
+    spec_hash: str = ""
+
+    def tensors(self) -> Tuple[Tensor, ...]:
+        return tuple(t for layer in self.layers for t in layer.tensors())
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape
+
+    def convention(self, key, default=None):
+        return dict(self.conventions).get(key, default)
+
+    def deterministic(self) -> "Spec":
+        """The same network with every dropout rate and stochastic-depth rate set to 0.
+
+        Train-mode parity needs it: the three frameworks draw different random masks.
+        """
+        return replace(self, layers=tuple(_without_dropout(layer) for layer in self.layers))
+
+    def walk(self):
+        """Every layer, blocks and their sub-layers, depth first, in execution order."""
+        def rec(layer):
+            yield layer
+            for _, child in layer.children():
+                yield from rec(child)
+        for layer in self.layers:
+            yield from rec(layer)
+
+
+BLOCK_TYPES = (ConvBNAct, SqueezeExcite, DepthwiseSeparable, InvertedResidual, BasicBlock, Bottleneck,
+               ShuffleUnit, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
+
+
+def _without_dropout(layer):
+    if isinstance(layer, Dropout):
+        return replace(layer, rate=0.0)
+    if getattr(layer, "drop_path", 0.0):
+        return replace(layer, drop_path=0.0)
+    return layer
