@@ -201,6 +201,10 @@ def pool(path, in_shape, op="max", kernel=2, stride=2, padding=0, where=PYTHON):
     if op == "avg" and padding:
         raise SpecError(where[0], f"{where[1]}.padding", padding, "0 for average pooling")
     h, w, c = in_shape
+    if isinstance(padding, str) and padding not in MODES:
+        raise SpecError(where[0], f"{where[1]}.padding", padding, f"a non-negative integer or one of {MODES}")
+    if not isinstance(padding, str) and (isinstance(padding, bool) or not isinstance(padding, int) or padding < 0):
+        raise SpecError(where[0], f"{where[1]}.padding", padding, f"a non-negative integer or one of {MODES}")
     if isinstance(padding, str):
         pad = (explicit_padding(padding, h, kernel, stride), explicit_padding(padding, w, kernel, stride))
     else:

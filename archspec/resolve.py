@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from . import blocks, ir
@@ -22,11 +23,15 @@ SPEC_DIR = Path(__file__).parent / "specs"
 
 _NUMBER = (int, float)
 
-# Allowed keys per object kind: key -> (python types, required)
+# Allowed keys per object kind: key -> (python types, required). archspec/schema.py derives
+# schema.json from these tables: after changing one, run `python -m archspec.schema`.
+_FAMILY_KEYS = {"$schema": (str, False), "family": (str, True), "description": (str, False),
+                "reference": (str, False), "base": (dict, True), "variants": (dict, True)}
 _CONFIG_KEYS = {
     "input": (dict, True), "num_classes": (int, True), "conventions": (dict, True), "scaling": (dict, False),
     "vars": (dict, False), "layers": (list, True), "description": (str, False), "reference": (str, False),
 }
+_VARIANT_KEYS = {"extends": (str, False)}
 _INPUT_KEYS = {"size": (int, True), "channels": (int, True)}
 _CONVENTION_KEYS = {
     "padding": (str, True), "batch_norm": (dict, True), "conv_bias": (bool, True),
@@ -70,6 +75,14 @@ _STAGE_KEYS = {
 }
 
 _BLOCK_LAYERS = tuple(k for k in _STAGE_KEYS if k != "conv_bn_act")
+
+# Layer names become canonical path segments ('stages.0.blocks.1.dw'): no dots, valid attribute names.
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _check_name(name, file, path):
+    if not re.match(NAME_PATTERN, name):
+        raise SpecError(file, path, name, "a name made of letters, digits and '_' (not starting with a digit)")
 
 
 def _type_name(types):
@@ -160,6 +173,11 @@ class _Resolver:
         if c["conventions"].get("preprocessing") is not None:
             _check_keys(c["conventions"]["preprocessing"], _PRE_KEYS, f, "$.conventions.preprocessing")
         _check_keys(c.get("scaling", {}), _SCALING_KEYS, f, "$.scaling")
+        rate = c.get("scaling", {}).get("drop_path_rate", 0.0)
+        if not 0.0 <= rate < 1.0:
+            raise SpecError(f, "$.scaling.drop_path_rate", rate, "a rate in [0, 1)")
+        if not c["layers"]:
+            raise SpecError(f, "$.layers", [], "at least one layer")
 
     def _scale(self, channels, where, scale=True, min_width=None):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
@@ -196,6 +214,7 @@ class _Resolver:
                 raise SpecError(self.file, f"{jpath}.type", kind,
                                 f"one of {sorted(set(_LAYER_KEYS) | set(_BLOCK_LAYERS))}")
             _check_keys(layer, {**_COMMON_LAYER, **_LAYER_KEYS[kind]}, self.file, jpath)
+            _check_name(layer["name"], self.file, f"{jpath}.name")
             if layer["name"] in names:
                 raise SpecError(self.file, f"{jpath}.name", layer["name"], "a name not used by an earlier layer")
             names.add(layer["name"])
@@ -257,6 +276,7 @@ class _Resolver:
                                     if k not in ("block", "repeats", "blocks", "scale_depth")},
                 **_STAGE_KEYS[kind]}
         _check_keys(layer, keys, self.file, jpath)
+        _check_name(layer["name"], self.file, f"{jpath}.name")
         if layer["name"] in names:
             raise SpecError(self.file, f"{jpath}.name", layer["name"], "a name not used by an earlier layer")
         names.add(layer["name"])
@@ -291,6 +311,8 @@ class _Resolver:
                 cfg = dict(base, stride=stride if j == 0 else 1)
                 out.append((cfg, jpath))
             return out
+        if not stage["blocks"]:
+            raise SpecError(self.file, f"{jpath}.blocks", [], "at least one block")
         out = []
         for j, override in enumerate(stage["blocks"]):
             bpath = f"{jpath}.blocks[{j}]"
@@ -307,6 +329,8 @@ class _Resolver:
         return out
 
     def _layer_stages(self, layer, shape, jpath):
+        if not layer["stages"]:
+            raise SpecError(self.file, f"{jpath}.stages", [], "at least one stage")
         plans = []
         for i, stage in enumerate(layer["stages"]):
             spath = f"{jpath}.stages[{i}]"
@@ -410,8 +434,7 @@ def _read_json(file):
 def read_family(file):
     """Read and check the outer structure of a family file; returns the parsed dict."""
     data = _read_json(file)
-    _check_keys(data, {"family": (str, True), "description": (str, False), "reference": (str, False),
-                       "base": (dict, True), "variants": (dict, True), "$schema": (str, False)}, str(file), "$")
+    _check_keys(data, _FAMILY_KEYS, str(file), "$")
     for name, over in data["variants"].items():
         if not isinstance(over, dict):
             raise SpecError(file, f"$.variants.{name}", over, "an object of overrides")
@@ -437,10 +460,13 @@ _OVERRIDES = {
 }
 
 
-def config_for(name_or_path, variant=None):
-    """The merged (unresolved) config of a variant, with its family name and file."""
+def config_for(name_or_path, variant=None, _depth=0):
+    """The merged (unresolved) config of a variant, with its family name and file.
+
+    A variant with ``"extends": NAME`` starts from registered variant NAME's merged config.
+    """
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
+    if path.suffix == ".json" or path.is_file():
         file = path
         data = read_family(file)
         names = list(data["variants"])
@@ -461,7 +487,18 @@ def config_for(name_or_path, variant=None):
         file = reg[name_or_path]
         data = read_family(file)
         variant = name_or_path
-    merged = _deep_merge(data["base"], data["variants"][variant])
+    over = data["variants"][variant]
+    if "extends" in over:
+        # A variant built on another registered variant (library conventions over our networks):
+        # parent config, then this file's base, then this variant's own overrides.
+        parent = over["extends"]
+        if not isinstance(parent, str) or parent == variant or _depth >= 8:
+            raise SpecError(file, f"$.variants.{variant}.extends", parent,
+                            "the name of another registered variant (no cycles)")
+        _, family, _, parent_config = config_for(parent, _depth=_depth + 1)
+        rest = {k: v for k, v in over.items() if k != "extends"}
+        return variant, family, file, _deep_merge(_deep_merge(parent_config, data["base"]), rest)
+    merged = _deep_merge(data["base"], over)
     return variant, data["family"], file, merged
 
 
@@ -480,7 +517,10 @@ def load(name_or_path, variant=None, **overrides) -> ir.Spec:
         for p in parents:
             target = target.setdefault(p, {})
         target[last] = value
-    config = _substitute(config, config.get("vars", {}), str(file), "$")
+    variables = config.get("vars", {})
+    if not isinstance(variables, dict):
+        raise SpecError(file, "$.vars", variables, "an object mapping variable names to values")
+    config = _substitute(config, variables, str(file), "$")
     return _Resolver(name, family, file, config).resolve()
 
 

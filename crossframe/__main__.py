@@ -1,0 +1,8 @@
+"""``python -m crossframe``: the same as the ``crossframe`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The ``crossframe`` command line: a small dispatcher over the modules in ``crossframe/commands``.
+
+``main(argv)`` imports only the module of the subcommand being run, parses its arguments and calls
+its ``run(args)``. Bad input (``archspec.SpecError``, ``weight_transfer.WeightError``, any other
+``ValueError`` raised by our code, a missing file) becomes one line on stderr,
+``crossframe: error: <message>``, and exit status 2; ``--traceback`` (or ``CROSSFRAME_TRACEBACK=1``)
+shows the full traceback instead. Errors from inside a framework keep their traceback: they are bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, commands
+
+PROG = "crossframe"
+EXIT_USAGE = 2
+
+# Code of ours: a ValueError defined or raised here is about the user's input, not a crash.
+OUR_PACKAGES = ("archspec", "crossframe", "weight_transfer", "torch_impl", "tf_impl", "jax_impl")
+_ROOT = Path(__file__).resolve().parent.parent
+_OUR_DIRS = tuple(str(_ROOT / p) + os.sep for p in OUR_PACKAGES)
+
+
+def _selected(argv):
+    """The subcommand named in ``argv`` (its first non-option word), before parsing."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(selected=None):
+    """The argument parser; only ``selected``'s module is imported (to add its arguments).
+
+    Returns ``(parser, module)``, ``module`` being None when no known subcommand is selected.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Efficient CNNs from one JSON spec in PyTorch, Keras and Flax.",
+        epilog=f"`{PROG} COMMAND -h` describes a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+    module = None
+    for name in commands.names():
+        if name == selected:
+            module = commands.load(name)
+            p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+            module.add_arguments(p)
+        else:
+            sub.add_parser(name, help=commands.help_of(name), add_help=False)
+    return parser, module
+
+
+def _ours(err):
+    """Whether ``err`` is bad input reported by our code (rather than a crash inside a library)."""
+    if isinstance(err, ValueError):
+        if type(err).__module__.partition(".")[0] in OUR_PACKAGES:
+            return True
+        tb, last = err.__traceback__, None
+        while tb is not None:
+            last, tb = tb, tb.tb_next
+        return last is not None and last.tb_frame.f_code.co_filename.startswith(_OUR_DIRS)
+    # a path the user gave that does not exist or cannot be read
+    return isinstance(err, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)) \
+        and err.filename is not None
+
+
+def one_line(err) -> str:
+    """``err``'s message on one line (``WeightError.one_line()`` where the error offers one)."""
+    if callable(getattr(err, "one_line", None)):
+        text = err.one_line()
+    elif isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
+def main(argv=None) -> int:
+    """Run ``crossframe`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser, module = build_parser(_selected(argv))
+    args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with status 2
+    show_traceback = args.traceback or os.environ.get("CROSSFRAME_TRACEBACK", "") not in ("", "0")
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `crossframe list | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as err:
+        if show_traceback or not _ours(err):
+            raise
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""crossframe parity: run networks in each framework with identical weights and compare."""
+
+import json
+import sys
+
+NAME = "parity"
+HELP = "check that PyTorch, Keras and Flax compute the same numbers (the whole zoo by default)"
+
+
+def add_arguments(p):
+    p.add_argument("arch", nargs="*", help="variants to check (default: every registered variant)")
+    p.add_argument("--frameworks", default="torch,tf,jax", help="comma-separated subset of torch,tf,jax")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--precision", default="strict", choices=("strict", "fast"),
+                   help="strict: TF32/bf16 passes off (default); fast: each framework's defaults")
+    p.add_argument("--mode", default="eval",
+                   help="comma-separated among eval, train, grad, step (default eval)")
+    p.add_argument("--input-size", type=int, default=None, help="resolve every spec at this input size")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", default=None, help="a weights file to use instead of calibrated random weights")
+    p.add_argument("--format", default="canonical", help="format of --weights (see `crossframe convert --help`)")
+    p.add_argument("--no-floor", action="store_true", help="skip the float32-vs-float64 floor (faster)")
+    p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
+
+
+def _load_weights(args, spec):
+    from weight_transfer import load
+
+    if args.format == "canonical":
+        return load(args.weights, spec=spec)
+    from weight_transfer.convert import read_canonical
+
+    return read_canonical(args.weights, args.format, spec)
+
+
+def run(args):
+    import archspec
+
+    from ..frameworks import import_in_order
+    from ..progress import progress_bar
+
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    bad = [f for f in frameworks if f not in ("torch", "tf", "jax")]
+    if bad or len(frameworks) < 2:
+        raise ValueError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
+    modes = tuple(m.strip() for m in args.mode.split(","))
+    from ..parity.harness import MODES
+
+    if any(m not in MODES for m in modes):
+        raise ValueError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
+    if args.dtype == "bfloat16" and modes != ("eval",):
+        raise ValueError("--dtype bfloat16 is checked in eval mode only (--mode eval)")
+    names = args.arch or archspec.list_variants()
+    overrides = {"input_size": args.input_size} if args.input_size else {}
+    specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work
+    if args.weights and len(specs) != 1:
+        raise ValueError("--weights needs exactly one ARCH")
+    import_in_order(["torch"] + frameworks)  # torch side first, always
+
+    from ..parity import check_network
+    from ..parity.table import format_table
+
+    records = []
+    steps = len(specs) * len(modes) * (len(frameworks) + 1)
+    with progress_bar(total=steps, desc="parity", unit="run") as bar:
+        def tick(name, mode, fw):
+            bar.set_postfix_str(f"{name} {mode} {fw}")
+            bar.update(1)
+
+        for spec in specs:
+            weights = _load_weights(args, spec) if args.weights else None
+            recs = check_network(spec, frameworks, modes, seed=args.seed, batch=args.batch, weights=weights,
+                                 device=args.device, precision=args.precision, dtype=args.dtype,
+                                 floor=not args.no_floor and args.dtype == "float32", progress=tick)
+            bar.update(len(modes))  # the floor runs
+            records.extend(recs)
+    if args.json:
+        json.dump([r.as_dict() for r in records], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(records))
+    return 0 if all(r.passed for r in records) else 1

@@ -1,0 +1,102 @@
+"""Compare one network across frameworks: the records behind ``crossframe parity`` and the tests."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .calibrate import calibrated_weights
+from .metrics import rel_error, rel_error_dict, tolerance
+from .runners import make_runner
+
+MODES = ("eval", "train", "grad", "step")
+ORDER = ("torch", "jax", "tf")  # construction order: torch side before TensorFlow, always
+
+
+@dataclass
+class Record:
+    network: str
+    mode: str
+    pair: str
+    rel: float
+    floor: float
+    tolerance: float
+    worst: str
+    passed: bool
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _inputs(spec, seed, batch, steps):
+    rng = np.random.default_rng(seed + 2)
+    xs = [rng.standard_normal((batch, *spec.input_shape)).astype(np.float32) for _ in range(steps)]
+    cot = rng.standard_normal((batch, *spec.output_shape)).astype(np.float32)
+    return xs, cot
+
+
+def run_mode(runner, mode, xs, cot):
+    """Everything ``mode`` compares, as a dict of named arrays/dicts."""
+    if mode == "eval":
+        return {"output": runner.eval(xs[0])}
+    if mode == "train":
+        outs, stats = runner.train(xs)
+        return {"output": np.stack(outs), "stats": stats}
+    if mode == "grad":
+        dx, grads = runner.grad(xs[0], cot)
+        return {"input_grad": dx, "grads": grads}
+    if mode == "step":
+        return {"weights": runner.sgd(xs[:2], cot)}
+    raise ValueError(f"mode {mode!r}, expected one of {MODES}")
+
+
+def compare(a, ref):
+    """Worst rel error over everything two ``run_mode`` results hold; returns (rel, what)."""
+    worst, what = 0.0, ""
+    for key, r in ref.items():
+        if isinstance(r, dict):
+            if not r:
+                continue
+            rel, name = rel_error_dict(a[key], r)
+            label = f"{key}:{name}"
+        else:
+            rel, label = rel_error(a[key], r), key
+        if rel >= worst:
+            worst, what = rel, label
+    return worst, what
+
+
+def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
+                  device="cpu", precision="strict", dtype="float32", floor=True, progress=None):
+    """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair."""
+    frameworks = [f for f in ORDER if f in frameworks]
+    spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
+    if weights is None:
+        weights = calibrated_weights(spec, seed=seed)
+    xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else max(batch, 4), steps=3)
+    results = {m: {} for m in modes}
+    for fw in frameworks:
+        runner = make_runner(fw, spec, weights, device=device, precision_mode=precision, dtype=dtype)
+        for mode in modes:
+            runner.load(weights)
+            results[mode][fw] = run_mode(runner, mode, xs, cot)
+            if progress:
+                progress(spec.name, mode, fw)
+        del runner
+    floors = {m: float("nan") for m in modes}
+    if floor and dtype == "float32":
+        hi_runner = make_runner("torch", spec, weights, device="cpu", dtype="float64")
+        lo_runner = make_runner("torch", spec, weights, device="cpu", dtype="float32")
+        for mode in modes:
+            hi_runner.load(weights)
+            lo_runner.load(weights)
+            floors[mode], _ = compare(run_mode(lo_runner, mode, xs, cot), run_mode(hi_runner, mode, xs, cot))
+    records = []
+    for mode in modes:
+        tol = tolerance(dtype, precision, mode)
+        for a, b in itertools.combinations(frameworks, 2):
+            rel, what = compare(results[mode][b], results[mode][a])
+            records.append(Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, bool(rel <= tol)))
+    return records

@@ -1,0 +1,300 @@
+"""Run one spec with given canonical weights in one framework: eval, train, gradients, SGD steps.
+
+All runners take and return channels-last numpy arrays and canonical weight dicts, so that any
+two can be compared directly. Frameworks are imported lazily, torch side first (see
+``crossframe.frameworks``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import frameworks, precision
+
+
+class Runner:
+    name = "?"
+
+    def __init__(self, spec, weights, device="cpu", precision_mode="strict", dtype="float32"):
+        self.spec, self.device, self.precision, self.dtype = spec, device, precision_mode, dtype
+        self.trainable = [t.name for t in spec.tensors() if t.trainable]
+        self.stats = [t.name for t in spec.tensors() if not t.trainable]
+        self._setup(weights)
+
+    def _setup(self, weights):
+        raise NotImplementedError
+
+    def load(self, weights):
+        """Replace every weight and statistic (to rerun from the same start)."""
+        raise NotImplementedError
+
+    def eval(self, x):
+        raise NotImplementedError
+
+    def train(self, xs):
+        """Train-mode forward over each batch of ``xs`` (no weight update).
+
+        Returns the outputs of every step and the canonical running statistics after the last.
+        """
+        raise NotImplementedError
+
+    def grad(self, x, cotangent):
+        """Gradients of ``sum(train_mode_output * cotangent)`` w.r.t. the input and every trained weight."""
+        raise NotImplementedError
+
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+        """One SGD-with-momentum step per batch of ``xs`` with the framework's own optimizer.
+
+        Returns the canonical weights (trained and statistics) after the last step.
+        """
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def _setup(self, weights):
+        frameworks.import_torch()
+        import torch
+
+        import torch_impl
+        from weight_transfer import torch_adapter
+
+        precision.configure_torch(self.precision)
+        self.torch = torch
+        self.tdtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[self.dtype]
+        self.dev = torch.device("cuda" if self.device == "gpu" else self.device)
+        self.model = torch_impl.build(self.spec).to(device=self.dev, dtype=self.tdtype)
+        self.adapter = torch_adapter
+        self.load(weights)
+
+    def load(self, weights):
+        self.adapter.to_torch(self.model, weights)
+
+    def _x(self, x, grad=False):
+        t = self.torch.as_tensor(np.ascontiguousarray(np.moveaxis(np.asarray(x), -1, 1)) if np.ndim(x) == 4
+                                 else np.asarray(x))
+        t = t.to(device=self.dev, dtype=self.tdtype)
+        return t.requires_grad_(grad)
+
+    def _out(self, y):
+        y = y.detach().float().cpu().numpy() if self.tdtype == self.torch.bfloat16 else y.detach().cpu().numpy()
+        return np.moveaxis(y, 1, -1) if y.ndim == 4 else y
+
+    def _weights(self):
+        return {k: np.asarray(v, np.float64 if self.dtype == "float64" else np.float32)
+                for k, v in self.adapter.from_torch(self.model).items()}
+
+    def eval(self, x):
+        self.model.eval()
+        with self.torch.no_grad():
+            return self._out(self.model(self._x(x)))
+
+    def train(self, xs):
+        self.model.train()
+        outs = []
+        with self.torch.no_grad():
+            for x in xs:
+                outs.append(self._out(self.model(self._x(x))))
+        w = self._weights()
+        return outs, {k: w[k] for k in self.stats}
+
+    def _grads_as_canonical(self):
+        saved = self.adapter.from_torch(self.model)
+        with self.torch.no_grad():
+            for p in self.model.parameters():
+                p.copy_(p.grad if p.grad is not None else self.torch.zeros_like(p))
+        grads = self._weights()
+        self.adapter.to_torch(self.model, saved)
+        return {k: grads[k] for k in self.trainable}
+
+    def grad(self, x, cotangent):
+        self.model.train()
+        self.model.zero_grad(set_to_none=True)
+        xt = self._x(x, grad=True)
+        y = self.model(xt)
+        (y * self._x(cotangent)).sum().backward()
+        dx = self._out(xt.grad)
+        return dx, self._grads_as_canonical()
+
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+        self.model.train()
+        opt = self.torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
+        for x in xs:
+            opt.zero_grad(set_to_none=True)
+            (self.model(self._x(x)) * self._x(cotangent)).sum().backward()
+            opt.step()
+        return self._weights()
+
+
+class KerasRunner(Runner):
+    name = "tf"
+
+    def _setup(self, weights):
+        tf, keras = frameworks.import_tf()
+        import tf_impl
+        from weight_transfer import keras_adapter
+
+        precision.configure_tf(self.precision)
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"the Keras runner supports float32 and bfloat16, not {self.dtype}")
+        self.tf, self.keras = tf, keras
+        self.tf_device = "/GPU:0" if self.device == "gpu" else "/CPU:0"
+        with tf.device(self.tf_device):
+            self.model = tf_impl.build(self.spec) if self.dtype == "float32" else \
+                tf_impl.build(self.spec, dtype=self.dtype)
+        self.adapter = keras_adapter
+        self.load(weights)
+
+    def load(self, weights):
+        with self.tf.device(self.tf_device):
+            self.adapter.to_keras(self.model, weights)
+
+    def _x(self, x):
+        dtype = self.tf.bfloat16 if self.dtype == "bfloat16" else self.tf.float32
+        return self.tf.constant(np.asarray(x), dtype=dtype)
+
+    @staticmethod
+    def _out(y):
+        return np.asarray(y.numpy(), dtype=np.float32) if y.dtype.name == "bfloat16" else y.numpy()
+
+    def eval(self, x):
+        with self.tf.device(self.tf_device):
+            return self._out(self.model(self._x(x), training=False))
+
+    def train(self, xs):
+        outs = []
+        with self.tf.device(self.tf_device):
+            for x in xs:
+                outs.append(self._out(self.model(self._x(x), training=True)))
+        w = self.adapter.from_keras(self.model)
+        return outs, {k: w[k] for k in self.stats}
+
+    def _grads_as_canonical(self, grads):
+        saved = self.adapter.from_keras(self.model)
+        for var, g in zip(self.model.trainable_variables, grads):
+            var.assign(g if g is not None else self.tf.zeros_like(var))
+        out = self.adapter.from_keras(self.model)
+        self.adapter.to_keras(self.model, saved)
+        return {k: out[k] for k in self.trainable}
+
+    def grad(self, x, cotangent):
+        tf = self.tf
+        with tf.device(self.tf_device):
+            xt = self._x(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                loss = tf.reduce_sum(self.model(xt, training=True) * self._x(cotangent))
+            grads = tape.gradient(loss, [xt] + list(self.model.trainable_variables))
+        return grads[0].numpy(), self._grads_as_canonical(grads[1:])
+
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+        tf = self.tf
+        opt = self.keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+        with tf.device(self.tf_device):
+            for x in xs:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(self.model(self._x(x), training=True) * self._x(cotangent))
+                grads = tape.gradient(loss, self.model.trainable_variables)
+                opt.apply_gradients(zip(grads, self.model.trainable_variables))
+        return self.adapter.from_keras(self.model)
+
+
+class FlaxRunner(Runner):
+    name = "jax"
+
+    def _setup(self, weights):
+        jax = frameworks.import_jax()
+        import jax.numpy as jnp
+
+        import jax_impl
+        from weight_transfer import flax_adapter
+
+        self.jax, self.jnp = jax, jnp
+        self.jdevice = jax.devices("gpu" if self.device == "gpu" else self.device)[0]
+        self.module = jax_impl.build(self.spec)
+        self.jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}[self.dtype]
+        self.adapter = flax_adapter
+        self.load(weights)
+
+        def apply_eval(v, x):
+            return self.module.apply(v, x, train=False)
+
+        def apply_train(v, x):
+            return self.module.apply(v, x, train=True, mutable=["batch_stats"])
+
+        self._eval = jax.jit(apply_eval)
+        self._train = jax.jit(apply_train)
+
+    def load(self, weights):
+        jax, jnp = self.jax, self.jnp
+        variables = self.adapter.to_flax(self.module, weights)
+        self.variables = jax.device_put(jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.jdtype), variables),
+                                        self.jdevice)
+
+    def _x(self, x):
+        return self.jax.device_put(self.jnp.asarray(np.asarray(x), self.jdtype), self.jdevice)
+
+    @staticmethod
+    def _out(y):
+        return np.asarray(y, dtype=np.float32) if str(y.dtype) == "bfloat16" else np.asarray(y)
+
+    def eval(self, x):
+        with precision.jax_precision(self.precision):
+            return self._out(self._eval(self.variables, self._x(x)))
+
+    def train(self, xs):
+        outs = []
+        v = self.variables
+        with precision.jax_precision(self.precision):
+            for x in xs:
+                y, upd = self._train(v, self._x(x))
+                v = {**v, **upd}
+                outs.append(self._out(y))
+        w = self.adapter.from_flax(v)
+        return outs, {k: w[k] for k in self.stats}
+
+    def _loss(self, params, stats, x, cot):
+        y, upd = self.module.apply({"params": params, "batch_stats": stats}, x, train=True,
+                                   mutable=["batch_stats"])
+        return self.jnp.sum(y * cot), upd
+
+    def grad(self, x, cotangent):
+        jax = self.jax
+        v = self.variables
+        fn = jax.jit(jax.grad(lambda p, s, xx, c: self._loss(p, s, xx, c)[0], argnums=(0, 2)))
+        with precision.jax_precision(self.precision):
+            gp, gx = fn(v["params"], v["batch_stats"], self._x(x), self._x(cotangent))
+        grads = self.adapter.from_flax({"params": gp, "batch_stats": {}})
+        return np.asarray(gx), {k: grads[k] for k in self.trainable}
+
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+        import optax
+
+        jax = self.jax
+        tx = optax.sgd(lr, momentum=momentum)
+        params, stats = self.variables["params"], self.variables["batch_stats"]
+        opt_state = tx.init(params)
+        cot = self._x(cotangent)
+
+        @jax.jit
+        def step(params, stats, opt_state, x):
+            (_, upd), g = jax.value_and_grad(self._loss, has_aux=True)(params, stats, x, cot)
+            updates, opt_state = tx.update(g, opt_state, params)
+            return optax.apply_updates(params, updates), upd["batch_stats"], opt_state
+
+        with precision.jax_precision(self.precision):
+            for x in xs:
+                params, stats, opt_state = step(params, stats, opt_state, self._x(x))
+        return self.adapter.from_flax({"params": params, "batch_stats": stats})
+
+
+RUNNERS = {"torch": TorchRunner, "tf": KerasRunner, "jax": FlaxRunner}
+
+
+def make_runner(framework, spec, weights, **kwargs):
+    try:
+        cls = RUNNERS[framework]
+    except KeyError:
+        raise ValueError(f"framework {framework!r}, expected one of {sorted(RUNNERS)}") from None
+    return cls(spec, weights, **kwargs)

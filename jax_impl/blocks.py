@@ -1,0 +1,111 @@
+"""Linen Modules for the IR's composite blocks; each sub-layer is a child named by its IR role."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from archspec import ir
+
+from . import activations
+from .layers import ConvBNAct, SqueezeExcite, drop_path
+
+
+def _conv(layer, role):
+    return ConvBNAct(block=layer, name=role)
+
+
+class DepthwiseSeparable(nn.Module):
+    """dw -> se? -> pw, plus ``x + drop_path(branch)`` when ``residual``."""
+
+    block: ir.DepthwiseSeparable
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        h = _conv(b.dw, "dw")(x, train=train)
+        if b.se is not None:
+            h = SqueezeExcite(block=b.se, name="se")(h, train=train)
+        h = _conv(b.pw, "pw")(h, train=train)
+        if b.residual:
+            return x + drop_path(self, h, b.drop_path, train)
+        return h
+
+
+class InvertedResidual(nn.Module):
+    """expand? -> dw -> se? -> project (linear), plus ``x + drop_path(branch)`` when ``residual``."""
+
+    block: ir.InvertedResidual
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        h = x
+        if b.expand is not None:
+            h = _conv(b.expand, "expand")(h, train=train)
+        h = _conv(b.dw, "dw")(h, train=train)
+        if b.se is not None:
+            h = SqueezeExcite(block=b.se, name="se")(h, train=train)
+        h = _conv(b.project, "project")(h, train=train)
+        if b.residual:
+            return x + drop_path(self, h, b.drop_path, train)
+        return h
+
+
+class BasicBlock(nn.Module):
+    """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
+
+    block: ir.BasicBlock
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        h = _conv(b.conv1, "conv1")(x, train=train)
+        h = _conv(b.conv2, "conv2")(h, train=train)
+        s = _conv(b.shortcut, "shortcut")(x, train=train) if b.shortcut is not None else x
+        return activations.get(b.act)(h + s)
+
+
+class Bottleneck(nn.Module):
+    """``act(conv3(conv2(conv1(x))) + (shortcut(x) if shortcut else x))``."""
+
+    block: ir.Bottleneck
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        h = _conv(b.conv1, "conv1")(x, train=train)
+        h = _conv(b.conv2, "conv2")(h, train=train)
+        h = _conv(b.conv3, "conv3")(h, train=train)
+        s = _conv(b.shortcut, "shortcut")(x, train=train) if b.shortcut is not None else x
+        return activations.get(b.act)(h + s)
+
+
+def channel_shuffle(x, groups):
+    """Channel ``g*C/groups + c`` moves to ``c*groups + g`` (torchvision's channel_shuffle, NHWC)."""
+    n, h, w, c = x.shape
+    x = jnp.reshape(x, (n, h, w, groups, -1))
+    x = jnp.swapaxes(x, -1, -2)
+    return jnp.reshape(x, (n, h, w, c))
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit: split (stride 1) or two-branch (stride 2), concatenate, channel shuffle."""
+
+    block: ir.ShuffleUnit
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+
+        def branch(h):
+            h = _conv(b.expand, "expand")(h, train=train)
+            h = _conv(b.dw, "dw")(h, train=train)
+            return _conv(b.project, "project")(h, train=train)
+
+        if b.split:
+            left, right = jnp.split(x, 2, axis=-1)
+            out = jnp.concatenate([left, branch(right)], axis=-1)
+        else:
+            left = _conv(b.shortcut_dw, "shortcut_dw")(x, train=train)
+            left = _conv(b.shortcut_pw, "shortcut_pw")(left, train=train)
+            out = jnp.concatenate([left, branch(x)], axis=-1)
+        return channel_shuffle(out, b.groups)

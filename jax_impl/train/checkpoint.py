@@ -1,0 +1,84 @@
+"""Orbax checkpoints of the training state, plus the run's description as JSON.
+
+Layout: ``<dir>/<step>/state`` (``StandardSave`` of ``TrainState.to_dict()``) and
+``<dir>/<step>/meta`` (JSON: the architecture name, spec overrides and training config), so a
+checkpoint alone is enough to rebuild the network (``crossframe.export`` does). Saves are
+synchronous: a run killed right after a save finds it complete; Orbax writes to a temporary
+directory and renames, so a save interrupted half-way is never picked up.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def manager(directory, save_every=None, max_to_keep=3):
+    """A ``CheckpointManager`` on ``directory`` (made absolute; created if missing)."""
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=save_every or 1, max_to_keep=max_to_keep, create=True,
+        enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options,
+                                 item_names=("state", "meta"))
+
+
+def save(mgr, state, meta, force=False):
+    """Save at ``state.step`` if the interval says so (or ``force``); True when it saved."""
+    step = int(jax.device_get(state.step))
+    if step in mgr.all_steps():
+        return False
+    saved = mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.to_dict()),
+                                                   meta=ocp.args.JsonSave(meta)), force=force)
+    mgr.wait_until_finished()
+    return bool(saved)
+
+
+def _abstract(tree):
+    def leaf(a):
+        sharding = getattr(a, "sharding", None)
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
+    return jax.tree.map(leaf, tree)
+
+
+def restore(mgr, state, step=None):
+    """Restore into the structure, dtypes and shardings of ``state``; ``(state, meta)``.
+
+    ``step`` defaults to the latest. Returns ``(None, None)`` when the directory holds none.
+    """
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        return None, None
+    restored = mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(state.to_dict())), meta=ocp.args.JsonRestore()))
+    return state.replace_from_dict(restored["state"]), restored["meta"]
+
+
+def read_meta(directory, step=None):
+    """The JSON description saved with a checkpoint, and its step."""
+    mgr = manager(directory)
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{directory}: no checkpoint found")
+    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    mgr.close()
+    return meta, step
+
+
+def restore_variables(directory, step=None):
+    """``({'params', 'batch_stats'}, step)`` of a checkpoint as nested dicts of host arrays.
+
+    Read without a target (no module, no optimizer needed); feed the result to
+    ``flax.serialization.from_state_dict`` or straight to ``module.apply``.
+    """
+    mgr = manager(directory)
+    try:
+        step = mgr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{directory}: no checkpoint found")
+        restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    finally:
+        mgr.close()
+    state = jax.device_get(restored["state"])
+    return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, step

@@ -1,0 +1,205 @@
+"""The training loop: data -> sharded jitted steps -> metrics log, checkpoints, plot.
+
+    from jax_impl.train import TrainConfig, train
+    result = train(TrainConfig(arch="dsconv_cnn", data="digits", epochs=5), workdir="runs/digits")
+
+``workdir`` receives ``checkpoints/`` (Orbax), ``metrics.jsonl`` and ``metrics.png``. A run started
+on a workdir that already holds checkpoints resumes from the latest one: same data order
+(permutation of epoch e drawn from (seed, e)), same dropout keys (fold_in(key, step)), so the
+loss curve continues exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import data as data_lib
+from . import mesh as mesh_lib
+from . import metrics as metrics_lib
+from . import optim
+from .config import TrainConfig
+from .state import TrainState
+from .step import make_eval_step, make_train_step
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    spec: Any
+    module: Any
+    state: TrainState                 # on the mesh (replicated)
+    records: list                     # the whole metrics log of the run, resumed parts included
+    final_eval: Optional[dict]
+    start_step: int                   # 0, or the step it resumed from
+    stopped_early: bool = False
+    paths: dict = field(default_factory=dict)
+
+    @property
+    def variables(self):
+        return jax.device_get(self.state.variables)
+
+    def losses(self):
+        return [r["loss"] for r in self.records if r.get("split") == "train"]
+
+
+def build_spec(config: TrainConfig):
+    import archspec
+
+    spec = archspec.load(config.arch, **config.resolved_overrides())
+    return spec.deterministic() if config.deterministic else spec
+
+
+def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=None, plot_path=None,
+          max_steps=None, save_on_stop=True, resume=True, devices=None, progress=True, init_variables=None,
+          dataset=None):
+    """Run (or resume) ``config``; returns a :class:`TrainResult`.
+
+    ``max_steps``: stop once ``state.step`` reaches it (an interruption: the schedule still spans the
+    full run); ``save_on_stop=False`` writes nothing more than the periodic saves, as a kill would.
+    ``devices``: the devices of the data axis (default all). ``init_variables``: start from these
+    ``{'params', 'batch_stats'}`` instead of a fresh ``jax_impl.init`` (e.g. weights moved through
+    ``weight_transfer``). ``dataset``: a :class:`data.Dataset` instead of ``config.data``.
+    """
+    import jax_impl
+
+    if workdir is not None:
+        checkpoint_dir = checkpoint_dir or os.path.join(workdir, "checkpoints")
+        log_path = log_path or os.path.join(workdir, "metrics.jsonl")
+        plot_path = plot_path or os.path.join(workdir, "metrics.png")
+    is_main = jax.process_index() == 0
+
+    spec = build_spec(config)
+    module = jax_impl.build(spec)
+    if dataset is None:
+        dataset = data_lib.load(config.data, spec.input_shape, num_classes=spec.num_classes, seed=config.seed,
+                                test_fraction=config.test_fraction, size=config.data_size)
+    mesh = mesh_lib.make_mesh(devices)
+    mesh_lib.check_batch(mesh, config.batch_size, config.accum_steps)
+    batches = data_lib.Batches(dataset.x_train, dataset.y_train, config.batch_size, config.seed,
+                               jax.process_index(), jax.process_count())
+    total_steps = config.steps or config.epochs * batches.steps_per_epoch
+    eval_every = config.eval_every or batches.steps_per_epoch
+    save_every = config.save_every or batches.steps_per_epoch
+
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    variables = init_variables or jax_impl.init(module, init_key, (1, *spec.input_shape))
+    lr = optim.schedule(config.lr, total_steps, config.warmup_steps, config.schedule, config.final_lr_fraction)
+    tx = optim.make(config.optimizer, lr, variables["params"], momentum=config.momentum, nesterov=config.nesterov,
+                    weight_decay=config.weight_decay, decay=config.decay, grad_clip=config.grad_clip)
+    state = mesh_lib.replicate(mesh, TrainState.create(variables, tx))
+    dropout_key = mesh_lib.replicate(mesh, dropout_key)
+
+    dtype = COMPUTE_DTYPES[config.dtype]
+    step_fn = make_train_step(module, tx, label_smoothing=config.label_smoothing, compute_dtype=dtype,
+                              accum_steps=config.accum_steps, learning_rate=lr,
+                              micro_sharding=mesh_lib.micro_batch_sharding(mesh))
+    train_step = mesh_lib.jit_train_step(step_fn, mesh)
+    eval_step = mesh_lib.jit_eval_step(make_eval_step(module, label_smoothing=config.label_smoothing,
+                                                      compute_dtype=dtype), mesh)
+
+    meta = {"arch": config.arch, "overrides": config.resolved_overrides(), "deterministic": config.deterministic,
+            "spec_name": spec.name, "spec_hash": spec.spec_hash, "config": config.to_dict(),
+            "total_steps": total_steps}
+    mgr = ckpt.manager(checkpoint_dir, save_every, config.max_to_keep) if checkpoint_dir else None
+    start_step = 0
+    if mgr is not None and resume and mgr.latest_step() is not None:
+        state, saved_meta = ckpt.restore(mgr, state)
+        start_step = int(jax.device_get(state.step))
+        if saved_meta.get("config") != meta["config"]:
+            raise ValueError(f"{checkpoint_dir}: holds a run with a different config; use another directory "
+                             f"or --no-resume.\n saved: {saved_meta.get('config')}\n now:   {meta['config']}")
+    records = metrics_lib.truncate_log(log_path, start_step) if start_step else []
+    if not start_step and log_path and is_main and os.path.exists(log_path):
+        os.remove(log_path)
+    log = metrics_lib.Log(log_path, enabled=is_main)
+
+    stop_at = total_steps if max_steps is None else min(max_steps, total_steps)
+    precision = (jax.default_matmul_precision("highest") if config.precision == "highest"
+                 else contextlib.nullcontext())
+    bar = _progress(total_steps, start_step, spec.name, enabled=progress and is_main)
+    pending, final_eval, last_time = [], None, time.time()
+
+    def flush():
+        nonlocal pending, last_time
+        if not pending:
+            return
+        fetched = jax.device_get([m for _, m in pending])
+        now = time.time()
+        out = []
+        for (step, _), m in zip(pending, fetched):
+            rec = {"step": step, "epoch": (step - 1) // batches.steps_per_epoch, "split": "train"}
+            rec.update({k: float(v) for k, v in m.items()})
+            out.append(rec)
+        out[-1]["seconds"] = round(now - last_time, 4)
+        last_time = now
+        pending = []
+        records.extend(out)
+        log.write(out)
+        bar.update(len(out))
+        bar.set_postfix(loss=f"{out[-1]['loss']:.4f}", acc=f"{out[-1]['accuracy']:.3f}")
+
+    with precision:
+        step = start_step
+        while step < stop_at:
+            x, y = mesh_lib.global_batch(mesh, *batches.local(step))
+            state, m = train_step(state, x, y, dropout_key)
+            step += 1
+            pending.append((step, m))
+            if step % config.log_every == 0:
+                flush()
+            if step % eval_every == 0 or step == total_steps:
+                flush()
+                final_eval = evaluate(eval_step, state, mesh, dataset, config.batch_size)
+                rec = {"step": step, "epoch": (step - 1) // batches.steps_per_epoch, "split": "test", **final_eval}
+                records.append(rec)
+                log.write([rec])
+                bar.write(f"step {step}: test loss {final_eval['loss']:.4f}  accuracy {final_eval['accuracy']:.4f}")
+            if mgr is not None and (step % save_every == 0 or step == total_steps):
+                ckpt.save(mgr, state, meta, force=True)
+        flush()
+        if mgr is not None and step < total_steps and save_on_stop:
+            ckpt.save(mgr, state, meta, force=True)
+    bar.close()
+    if mgr is not None:
+        mgr.close()
+    paths = {"checkpoints": checkpoint_dir, "log": log_path}
+    if plot_path and is_main and records:
+        metrics_lib.plot(records, plot_path, title=f"{spec.name} on {dataset.name}")
+        paths["plot"] = plot_path
+    return TrainResult(config, spec, module, state, records, final_eval, start_step,
+                       stopped_early=step < total_steps, paths=paths)
+
+
+def evaluate(eval_step, state, mesh, dataset, global_batch):
+    """Loss and accuracy over the whole test split (padded batches, padding weighted 0)."""
+    totals = None
+    for x, y, w in data_lib.eval_batches(dataset.x_test, dataset.y_test, global_batch,
+                                         jax.process_index(), jax.process_count()):
+        out = eval_step(state.params, state.batch_stats, *mesh_lib.global_batch(mesh, x, y, w))
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = jax.device_get(totals)
+    count = float(totals["count"])
+    return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count,
+            "count": int(count)}
+
+
+def _progress(total, initial, desc, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def numpy_variables(variables):
+    return jax.tree.map(np.asarray, jax.device_get(variables))

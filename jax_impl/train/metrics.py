@@ -1,0 +1,75 @@
+"""The metrics log (JSON lines) and its plot (matplotlib, Agg backend, no display needed).
+
+One record per line: ``{"step", "epoch", "split": "train", "loss", "accuracy", "lr", "grad_norm"}``
+for a training step (``step`` counts updates done; the loss is that of the batch the update
+used), ``{"step", "epoch", "split": "test", "loss", "accuracy", "count"}`` for an evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def read_log(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_log(path, step):
+    """Drop records after ``step``: a run resumed from ``step`` rewrites them (same values)."""
+    records = [r for r in read_log(path) if r["step"] <= step]
+    if path and os.path.exists(path):
+        with open(path, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+    return records
+
+
+class Log:
+    """Appends JSON lines; a no-op on processes other than 0 or without a path."""
+
+    def __init__(self, path, enabled=True):
+        self.path = path if enabled else None
+        if self.path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+
+    def write(self, records):
+        if not self.path or not records:
+            return
+        with open(self.path, "a") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+
+
+def plot(records, path, title=None):
+    """Loss and accuracy against step, train (per step) and test (per evaluation), to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r.get("split") == "train"]
+    test = [r for r in records if r.get("split") == "test"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    if train:
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8, label="train (batch)")
+        ax_acc.plot([r["step"] for r in train], [r["accuracy"] for r in train], lw=0.8, alpha=0.6,
+                    label="train (batch)")
+    if test:
+        ax_loss.plot([r["step"] for r in test], [r["loss"] for r in test], "o-", label="test")
+        ax_acc.plot([r["step"] for r in test], [r["accuracy"] for r in test], "o-", label="test")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,153 @@
+"""Every block type computes the same numbers in PyTorch, Keras and Flax, over its hyper-parameters.
+
+Each case wraps one resolved block (archspec.blocks) in a one-layer spec and runs eval, train
+(batch statistics and running statistics after 3 steps), gradients (input and every parameter)
+and two SGD-with-momentum steps in the three frameworks. Grids cover kernel 1/3/5/7, stride 1/2,
+odd and even inputs, expansion, SE on/off, groups, every activation and both padding modes.
+"""
+
+import itertools
+
+import pytest
+
+from archspec import blocks, ir
+from crossframe.parity import check_network
+
+MODES = ("eval", "train", "grad", "step")
+ACTS = ("relu", "relu6", "swish", "hard_swish", "hard_sigmoid", "sigmoid", "selu", None)
+
+
+def as_spec(block, name):
+    return ir.Spec(name=name, family="block", source="<test>", input_shape=tuple(block.in_shape),
+                   num_classes=0, layers=(block,))
+
+
+def run(block, name, parity_report, batch=4):
+    records = check_network(as_spec(block, name), modes=MODES, seed=hash(name) % 1000, batch=batch)
+    parity_report.extend(records)
+    bad = [r for r in records if not r.passed]
+    assert not bad, "\n".join(f"{r.mode} {r.pair}: rel {r.rel:.3e} > {r.tolerance:.0e} ({r.worst})" for r in bad)
+
+
+CONV_CASES = [
+    (k, s, size, pad, ACTS[i % len(ACTS)], (1, 2, "dw")[i % 3])
+    for i, (k, s, size, pad) in enumerate(itertools.product((1, 3, 5, 7), (1, 2), (8, 9), ("symmetric", "tf_same")))
+]
+
+
+@pytest.mark.parametrize("kernel,stride,size,padding,act,groups", CONV_CASES)
+def test_conv_bn_act(kernel, stride, size, padding, act, groups, parity_report):
+    cin, cout = 4, 8
+    g = cin if groups == "dw" else groups
+    if groups == "dw":
+        cout = cin
+    bias = kernel % 2 == 1
+    block = blocks.conv_bn_act("conv", (size, size, cin), cout, kernel, stride, g, act=act, bias=bias,
+                               padding=padding)
+    run(block, f"conv_k{kernel}_s{stride}_{size}_{padding}_{act}_g{groups}", parity_report)
+
+
+def test_conv_without_bn(parity_report):
+    block = blocks.conv_bn_act("conv", (7, 7, 3), 5, 3, 1, act="selu", bn=None, bias=True)
+    run(block, "conv_no_bn_selu", parity_report)
+
+
+@pytest.mark.parametrize("running_var", ["unbiased", "biased"])
+@pytest.mark.parametrize("momentum", [0.1, 0.01])
+def test_batch_norm_conventions(running_var, momentum, parity_report):
+    bn = blocks.batch_norm(eps=1e-3, momentum=momentum, running_var=running_var)
+    block = blocks.conv_bn_act("conv", (6, 6, 3), 4, 3, 1, act=None, bn=bn)
+    run(block, f"bn_{running_var}_{momentum}", parity_report)
+
+
+@pytest.mark.parametrize("act,gate", [("relu", "sigmoid"), ("relu", "hard_sigmoid"), ("swish", "sigmoid")])
+def test_squeeze_excite(act, gate, parity_report):
+    block = blocks.squeeze_excite("se", (5, 5, 16), 4, act=act, gate=gate)
+    run(block, f"se_{act}_{gate}", parity_report)
+
+
+@pytest.mark.parametrize("stride,size,skip,se,padding", [
+    (1, 8, True, False, "symmetric"), (2, 9, False, True, "tf_same"), (1, 7, False, False, "tf_same"),
+    (2, 8, False, False, "symmetric"),
+])
+def test_depthwise_separable(stride, size, skip, se, padding, parity_report):
+    block = blocks.depthwise_separable("ds", (size, size, 8), 8 if skip else 12, 3, stride, act="relu",
+                                       pw_act=None if se else "relu", se_reduced=2 if se else None, skip=skip,
+                                       padding=padding)
+    run(block, f"ds_s{stride}_{size}_{skip}_{se}_{padding}", parity_report)
+
+
+IR_CASES = [
+    # expansion ratio, kernel, stride, size, se, act, padding, in, out
+    (1, 3, 1, 8, True, "swish", "symmetric", 8, 8),
+    (3, 5, 2, 9, False, "relu", "tf_same", 8, 12),
+    (6, 3, 2, 8, True, "hard_swish", "tf_same", 8, 16),
+    (6, 5, 1, 7, True, "swish", "symmetric", 8, 8),
+    (4, 7, 2, 10, False, "relu6", "symmetric", 4, 8),
+    (6, 3, 1, 6, False, "relu6", "tf_same", 8, 8),
+]
+
+
+@pytest.mark.parametrize("ratio,kernel,stride,size,se,act,padding,cin,cout", IR_CASES)
+def test_inverted_residual(ratio, kernel, stride, size, se, act, padding, cin, cout, parity_report):
+    expanded = cin * ratio
+    gate = "hard_sigmoid" if act == "hard_swish" else "sigmoid"
+    block = blocks.inverted_residual("ir", (size, size, cin), cout, expanded, kernel, stride, act,
+                                     se_reduced=max(1, cin // 4) if se else None, se_act="relu", se_gate=gate,
+                                     padding=padding)
+    run(block, f"ir_e{ratio}_k{kernel}_s{stride}_{size}_{se}_{act}_{padding}", parity_report)
+
+
+@pytest.mark.parametrize("stride,size,cin,cout,bias", [(1, 8, 8, 8, False), (2, 9, 8, 16, True), (1, 7, 4, 8, False)])
+def test_basic_block(stride, size, cin, cout, bias, parity_report):
+    block = blocks.basic_block("bb", (size, size, cin), cout, stride, bias=bias)
+    run(block, f"basic_s{stride}_{size}_{cin}_{cout}_{bias}", parity_report)
+
+
+@pytest.mark.parametrize("stride,size,stride_on,bias", [(1, 8, "conv2", False), (2, 9, "conv2", False),
+                                                         (2, 8, "conv1", True), (2, 7, "conv1", False)])
+def test_bottleneck(stride, size, stride_on, bias, parity_report):
+    block = blocks.bottleneck("bn", (size, size, 8), 4, 16, stride, stride_on, bias=bias)
+    run(block, f"bottleneck_s{stride}_{size}_{stride_on}_{bias}", parity_report)
+
+
+@pytest.mark.parametrize("stride,size,cin,cout", [(1, 8, 8, 8), (2, 9, 8, 16), (2, 8, 6, 12), (1, 7, 12, 12)])
+def test_shuffle_unit(stride, size, cin, cout, parity_report):
+    block = blocks.shuffle_unit("shuffle", (size, size, cin), cout, stride)
+    run(block, f"shuffle_s{stride}_{size}_{cin}_{cout}", parity_report)
+
+
+@pytest.mark.parametrize("op,kernel,stride,padding,size", [("max", 3, 2, 1, 9), ("max", 2, 2, 0, 8),
+                                                           ("avg", 2, 2, 0, 9), ("max", 3, 2, "tf_same", 8)])
+def test_pool(op, kernel, stride, padding, size, parity_report):
+    block = blocks.pool("pool", (size, size, 3), op, kernel, stride, padding)
+    run(block, f"pool_{op}_{kernel}_{stride}_{padding}_{size}", parity_report)
+
+
+@pytest.mark.parametrize("act", ACTS[:-1])
+def test_activation(act, parity_report):
+    run(blocks.activation("act", (5, 5, 3), act), f"act_{act}", parity_report)
+
+
+@pytest.mark.parametrize("order", ["chw", "hwc"])
+def test_flatten_dense(order, parity_report):
+    flat = blocks.flatten("flatten", (3, 3, 4), order)
+    dense = blocks.dense("fc", flat.out_shape, 5, act="relu")
+    spec = ir.Spec(name=f"flatten_{order}", family="block", source="<test>", input_shape=(3, 3, 4), num_classes=5,
+                   layers=(flat, dense))
+    records = check_network(spec, modes=MODES, seed=3, batch=4)
+    parity_report.extend(records)
+    assert all(r.passed for r in records), records
+
+
+def test_global_pool_preprocess_dropout(parity_report):
+    pre = blocks.preprocess("preprocess", (6, 6, 3), rescale=1 / 255, mean=[0.485, 0.456, 0.406],
+                            std=[0.229, 0.224, 0.225])
+    pool = blocks.global_pool("pool", (6, 6, 3))
+    drop = blocks.dropout("dropout", (3,), 0.3)
+    dense = blocks.dense("classifier", (3,), 4)
+    spec = ir.Spec(name="head", family="block", source="<test>", input_shape=(6, 6, 3), num_classes=4,
+                   layers=(pre, pool, drop, dense))
+    records = check_network(spec, modes=MODES, seed=5, batch=4)
+    parity_report.extend(records)
+    assert all(r.passed for r in records), records

@@ -1,0 +1,172 @@
+"""Keras layers for the IR's blocks; sub-layers are attributes named by their IR role.
+
+Semantics shared with torch_impl and jax_impl (docs/ARCHITECTURE.md):
+residual ``x + drop_path(branch)``; ResNet blocks ``act(branch + shortcut(x) or x)``; SE
+``x * gate(expand(act(reduce(mean_hw(x)))))``; ShuffleUnit concatenates two branches and shuffles
+channels in two groups.
+"""
+
+from . import activations
+from ._tf import keras, ops
+from .layers import ConvBNAct, IRLayer
+
+
+def drop_path(x, rate, training, seed_generator):
+    """Stochastic depth: in training with ``rate > 0``, zero whole samples, divide survivors by ``1 - rate``."""
+    if not training or rate <= 0:
+        return x
+    keep = 1.0 - rate
+    noise = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), dtype=x.dtype, seed=seed_generator)
+    mask = ops.floor(keep + noise)  # 1 with probability keep
+    return x / keep * mask
+
+
+def channel_shuffle(x, groups, out_shape):
+    """Channel ``c`` of group ``g`` moves to ``c * groups + g``: PyTorch's NCHW shuffle, in NHWC.
+
+    (N, H, W, C) -> (N, H, W, groups, C/groups) -> swap the last two -> (N, H, W, C).
+    """
+    h, w, c = out_shape
+    x = ops.reshape(x, (-1, h, w, groups, c // groups))
+    x = ops.transpose(x, (0, 1, 2, 4, 3))
+    return ops.reshape(x, (-1, h, w, c))
+
+
+def _conv(child, role):
+    return ConvBNAct(child, name=role) if child is not None else None
+
+
+class SqueezeExcite(IRLayer):
+    """``reduce`` and ``expand`` are 1x1 ``Conv2D`` with bias, kernels (1, 1, C, R) and (1, 1, R, C)."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.reduce = keras.layers.Conv2D(layer.reduced, 1, padding="valid", use_bias=True, name="reduce")
+        self.expand = keras.layers.Conv2D(layer.channels, 1, padding="valid", use_bias=True, name="expand")
+        self._act = activations.get(layer.act)
+        self._gate = activations.get(layer.gate)
+
+    def build(self, input_shape=None):
+        self.reduce.build((None, 1, 1, self.ir.channels))
+        self.expand.build((None, 1, 1, self.ir.reduced))
+        self.built = True
+
+    def call(self, x):
+        s = ops.mean(x, axis=(1, 2), keepdims=True)
+        s = self._gate(self.expand(self._act(self.reduce(s))))
+        return x * s
+
+
+class _Residual(IRLayer):
+    """Shared by the two MobileNet-style blocks: optional identity residual with drop path."""
+
+    def __init__(self, layer, name=None, seed=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.seed_generator = keras.random.SeedGenerator(seed) if layer.drop_path > 0 else None
+
+    def _add(self, x, branch, training):
+        if not self.ir.residual:
+            return branch
+        return x + drop_path(branch, self.ir.drop_path, training, self.seed_generator)
+
+
+class DepthwiseSeparable(_Residual):
+    """``dw`` -> ``se``? -> ``pw``, plus ``x`` when ``residual``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.dw = _conv(layer.dw, "dw")
+        self.se = SqueezeExcite(layer.se, name="se") if layer.se is not None else None
+        self.pw = _conv(layer.pw, "pw")
+
+    def call(self, x, training=None):
+        y = self.dw(x, training=training)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.pw(y, training=training)
+        return self._add(x, y, training)
+
+
+class InvertedResidual(_Residual):
+    """``expand``? -> ``dw`` -> ``se``? -> ``project`` (linear), plus ``x`` when ``residual``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.expand = _conv(layer.expand, "expand")
+        self.dw = _conv(layer.dw, "dw")
+        self.se = SqueezeExcite(layer.se, name="se") if layer.se is not None else None
+        self.project = _conv(layer.project, "project")
+
+    def call(self, x, training=None):
+        y = x
+        if self.expand is not None:
+            y = self.expand(y, training=training)
+        y = self.dw(y, training=training)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y, training=training)
+        return self._add(x, y, training)
+
+
+class BasicBlock(IRLayer):
+    """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.conv1 = _conv(layer.conv1, "conv1")
+        self.conv2 = _conv(layer.conv2, "conv2")
+        self.shortcut = _conv(layer.shortcut, "shortcut")
+        self._act = activations.get(layer.act)
+
+    def call(self, x, training=None):
+        y = self.conv2(self.conv1(x, training=training), training=training)
+        s = self.shortcut(x, training=training) if self.shortcut is not None else x
+        return self._act(y + s)
+
+
+class Bottleneck(IRLayer):
+    """``act(conv3(conv2(conv1(x))) + (shortcut(x) if shortcut else x))``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.conv1 = _conv(layer.conv1, "conv1")
+        self.conv2 = _conv(layer.conv2, "conv2")
+        self.conv3 = _conv(layer.conv3, "conv3")
+        self.shortcut = _conv(layer.shortcut, "shortcut")
+        self._act = activations.get(layer.act)
+
+    def call(self, x, training=None):
+        y = self.conv1(x, training=training)
+        y = self.conv3(self.conv2(y, training=training), training=training)
+        s = self.shortcut(x, training=training) if self.shortcut is not None else x
+        return self._act(y + s)
+
+
+class ShuffleUnit(IRLayer):
+    """ShuffleNetV2 unit (see ``archspec.ir.ShuffleUnit``).
+
+    split (stride 1): ``concat[x1, project(dw(expand(x2)))]`` with ``x1, x2`` the channel halves;
+    otherwise ``concat[shortcut_pw(shortcut_dw(x)), project(dw(expand(x)))]``; then shuffle.
+    """
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.shortcut_dw = _conv(layer.shortcut_dw, "shortcut_dw")
+        self.shortcut_pw = _conv(layer.shortcut_pw, "shortcut_pw")
+        self.expand = _conv(layer.expand, "expand")
+        self.dw = _conv(layer.dw, "dw")
+        self.project = _conv(layer.project, "project")
+
+    def _branch(self, x, training):
+        y = self.expand(x, training=training)
+        y = self.dw(y, training=training)
+        return self.project(y, training=training)
+
+    def call(self, x, training=None):
+        if self.ir.split:
+            left, right = ops.split(x, 2, axis=-1)
+        else:
+            left = self.shortcut_pw(self.shortcut_dw(x, training=training), training=training)
+            right = x
+        y = ops.concatenate([left, self._branch(right, training)], axis=-1)
+        return channel_shuffle(y, self.ir.groups, self.ir.out_shape)

@@ -1,0 +1,169 @@
+"""Keras layers for the IR's plain layers, one class per IR class, constructed from the IR object.
+
+Every class keeps its IR object as ``self.ir`` and names itself by canonical path (top level) or
+by role (inside a block), so ``weight_transfer.keras_adapter`` finds weights by rule: sub-layers
+are attributes named by their role (``conv``, ``bn``; blocks: ``dw``, ``se``, ``project`` ...).
+Builders do no arithmetic: paddings, strides and channel counts are read from the IR.
+"""
+
+import numpy as np
+
+from . import activations
+from ._tf import keras, ops
+from .batchnorm import BatchNorm
+
+
+class IRLayer(keras.layers.Layer):
+    """Base: keeps the IR layer; named by canonical path unless a parent block names it by role.
+
+    Shapes come from the IR: ``build`` builds each sub-layer from its IR input shape and
+    ``compute_output_shape`` returns the IR output shape, so building a functional model never
+    traces ``call`` (tracing made ``build`` of EfficientNet-B7 take a minute).
+    """
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(name=name or layer.path, **kwargs)
+        self.ir = layer
+
+    def build(self, input_shape=None):
+        for role, child in self.ir.children():
+            getattr(self, role).build((None, *child.in_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.ir.out_shape)
+
+
+def _has_padding(padding):
+    return any(p for pair in padding for p in pair)
+
+
+def pad_hw(x, padding, value=0.0):
+    """Pad H and W by the IR's ``((top, bottom), (left, right))``; nothing when all zero."""
+    if not _has_padding(padding):
+        return x
+    (t, b), (l, r) = padding
+    return ops.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+
+
+class ConvBNAct(IRLayer):
+    """Explicit zero padding, VALID convolution (``conv``), optional ``bn``, optional activation.
+
+    ``conv`` is a ``DepthwiseConv2D`` when ``groups == in_channels == out_channels`` (> 1),
+    otherwise a ``Conv2D`` with ``groups``.
+    """
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        L = layer
+        if L.groups > 1 and L.groups == L.in_channels == L.out_channels:
+            self.conv = keras.layers.DepthwiseConv2D(L.kernel, strides=L.stride, padding="valid",
+                                                     depth_multiplier=1, use_bias=L.bias, name="conv")
+        else:
+            self.conv = keras.layers.Conv2D(L.out_channels, L.kernel, strides=L.stride, padding="valid",
+                                            groups=L.groups, use_bias=L.bias, name="conv")
+        self.bn = BatchNorm(L.bn, L.out_channels, name="bn") if L.bn is not None else None
+        self._act = activations.get(L.act)
+
+    def build(self, input_shape=None):
+        self.conv.build((None, None, None, self.ir.in_channels))  # only the channel count shapes the kernel
+        if self.bn is not None:
+            self.bn.build()
+        self.built = True
+
+    def call(self, x, training=None):
+        x = self.conv(pad_hw(x, self.ir.padding))
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return self._act(x)
+
+
+class Pool(IRLayer):
+    """Max (padding with -inf, as PyTorch's implicit padding) or average pooling, VALID after padding."""
+
+    def call(self, x):
+        L = self.ir
+        if L.op == "max":
+            x = pad_hw(x, L.padding, value=-np.inf)
+            return ops.max_pool(x, L.kernel, L.stride, padding="valid")
+        if L.op == "avg":
+            if _has_padding(L.padding):
+                raise ValueError(f"{L.path}: average pooling with padding {L.padding} is not part of the IR")
+            return ops.average_pool(x, L.kernel, L.stride, padding="valid")
+        raise ValueError(f"{L.path}: pool op {L.op!r}, expected 'max' or 'avg'")
+
+
+class GlobalPool(IRLayer):
+    """Spatial mean: (N, H, W, C) -> (N, C)."""
+
+    def call(self, x):
+        if self.ir.op != "avg":
+            raise ValueError(f"{self.ir.path}: global pool op {self.ir.op!r}, expected 'avg'")
+        return ops.mean(x, axis=(1, 2))
+
+
+class Flatten(IRLayer):
+    """'chw' flattens as an NCHW tensor would (transpose first), so dense kernels match PyTorch's."""
+
+    def call(self, x):
+        L = self.ir
+        if L.order not in ("chw", "hwc"):
+            raise ValueError(f"{L.path}: flatten order {L.order!r}, expected 'chw' or 'hwc'")
+        if L.order == "chw" and len(L.in_shape) == 3:
+            x = ops.transpose(x, (0, 3, 1, 2))
+        return ops.reshape(x, (-1, *L.out_shape))
+
+
+class Dense(IRLayer):
+    """``act(x @ kernel + bias)`` with ``kernel`` (in, out): the canonical layout, no transpose."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self._act = activations.get(layer.act)
+
+    def build(self, input_shape=None):
+        L = self.ir
+        self.kernel = self.add_weight(shape=(L.in_features, L.out_features), initializer="glorot_uniform",
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(L.out_features,), initializer="zeros", name="bias") if L.bias else None
+        self.built = True
+
+    def call(self, x):
+        y = ops.matmul(x, self.kernel)
+        if self.bias is not None:
+            y = y + self.bias
+        return self._act(y)
+
+
+class Dropout(IRLayer):
+    """Element-wise dropout in training when ``rate > 0``; survivors are divided by ``1 - rate``."""
+
+    def __init__(self, layer, name=None, seed=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.seed_generator = keras.random.SeedGenerator(seed) if layer.rate > 0 else None
+
+    def call(self, x, training=None):
+        if training and self.ir.rate > 0:
+            return keras.random.dropout(x, self.ir.rate, seed=self.seed_generator)
+        return x
+
+
+class Activation(IRLayer):
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self._act = activations.get(layer.act)
+
+    def call(self, x):
+        return self._act(x)
+
+
+class Preprocess(IRLayer):
+    """Per channel ``x * multiplier + addend`` (constants, not weights)."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self._multiplier = np.asarray(layer.multiplier, dtype=np.float32)
+        self._addend = np.asarray(layer.addend, dtype=np.float32)
+
+    def call(self, x):
+        return x * ops.cast(self._multiplier, x.dtype) + ops.cast(self._addend, x.dtype)

@@ -1,0 +1,66 @@
+"""``build(spec)``: a functional ``keras.Model`` with one layer per top-level IR layer, named by path."""
+
+import archspec
+from archspec import ir
+
+from ._tf import keras
+from .blocks import BasicBlock, Bottleneck, DepthwiseSeparable, InvertedResidual, ShuffleUnit, SqueezeExcite
+from .layers import Activation, ConvBNAct, Dense, Dropout, Flatten, GlobalPool, Pool, Preprocess
+
+# IR class -> Keras class of the same name.
+RENDERERS = {
+    ir.ConvBNAct: ConvBNAct, ir.SqueezeExcite: SqueezeExcite, ir.DepthwiseSeparable: DepthwiseSeparable,
+    ir.InvertedResidual: InvertedResidual, ir.BasicBlock: BasicBlock, ir.Bottleneck: Bottleneck,
+    ir.ShuffleUnit: ShuffleUnit, ir.Pool: Pool, ir.GlobalPool: GlobalPool, ir.Flatten: Flatten,
+    ir.Dense: Dense, ir.Dropout: Dropout, ir.Activation: Activation, ir.Preprocess: Preprocess,
+}
+assert set(RENDERERS) == set(ir.BLOCK_TYPES), "tf_impl.RENDERERS is out of step with archspec.ir.BLOCK_TYPES"
+assert all(cls.__name__ == k.__name__ for k, cls in RENDERERS.items())
+
+
+def render(layer):
+    """The Keras layer for one IR layer, named by its canonical path."""
+    try:
+        cls = RENDERERS[type(layer)]
+    except KeyError:
+        raise TypeError(f"{getattr(layer, 'path', layer)}: no Keras renderer for IR type "
+                        f"{type(layer).__name__}") from None
+    return cls(layer)
+
+
+class Network(keras.Model):
+    """Functional model of a resolved spec: NHWC float input of exactly ``spec.input_shape``.
+
+    ``model.spec`` is the ``ir.Spec``; ``model.get_layer(path)`` is the layer of a top-level path;
+    ``model.intermediates(x)`` returns ``{path: output}`` of every top-level layer.
+    """
+
+    def __init__(self, spec):
+        inputs = keras.Input(shape=tuple(spec.input_shape), name="input")
+        x = inputs
+        for layer in spec.layers:
+            x = render(layer)(x)
+        super().__init__(inputs=inputs, outputs=x, name=spec.name)
+        self.spec = spec
+        self._intermediates_model = None
+
+    def intermediates(self, x, training=False):
+        """``{path: output}`` of every top-level layer, in execution order (NHWC, or (N, C) once flat)."""
+        if self._intermediates_model is None:
+            outputs = {layer.path: self.get_layer(layer.path).output for layer in self.spec.layers}
+            self._intermediates_model = keras.Model(self.input, outputs, name=f"{self.name}_intermediates")
+        out = self._intermediates_model(x, training=training)
+        return {layer.path: out[layer.path] for layer in self.spec.layers}
+
+
+def build(spec_or_name):
+    """A :class:`Network` for an ``ir.Spec`` or a variant name (passed to ``archspec.load``)."""
+    spec = archspec.load(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    if not isinstance(spec, ir.Spec):
+        raise TypeError(f"build() takes an archspec.ir.Spec or a variant name, got {type(spec_or_name).__name__}")
+    return Network(spec)
+
+
+def intermediates(model, x, training=False):
+    """``{path: output}`` of every top-level layer of a model from :func:`build`."""
+    return model.intermediates(x, training=training)

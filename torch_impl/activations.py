@@ -1,0 +1,35 @@
+"""Activation modules for the names in ``archspec.ir.ACTIVATIONS``.
+
+PyTorch's own modules already compute the documented formulas (``Hardsigmoid`` is
+``relu6(x + 3) / 6``, ``SiLU`` is ``x * sigmoid(x)``, ``SELU`` uses the standard constants), so
+they are used as they are: fused kernels, and no hand-written formula to drift from the spec.
+"""
+
+from torch import nn
+
+from archspec.ir import ACTIVATIONS
+
+_MODULES = {
+    None: nn.Identity,
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "swish": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+    "hard_sigmoid": nn.Hardsigmoid,
+    "hard_swish": nn.Hardswish,
+    "selu": nn.SELU,
+}
+
+# The IR is the source of truth: fail at import time if it grows a name we do not render.
+_missing = set(ACTIVATIONS) - set(_MODULES)
+if _missing:
+    raise ImportError(f"torch_impl.activations lacks a module for activation(s) {sorted(map(str, _missing))}")
+
+
+def make_activation(name):
+    """A fresh module for the activation ``name`` (``None`` gives ``nn.Identity``)."""
+    try:
+        return _MODULES[name]()
+    except KeyError:
+        known = ", ".join(repr(a) for a in _MODULES)
+        raise ValueError(f"unknown activation {name!r}, expected one of {known}") from None

@@ -1,0 +1,170 @@
+"""Single layers of the IR rendered as PyTorch modules (NCHW), one class per IR type, same name.
+
+Each module is built from its IR object (kept as ``.ir``) and takes every integer from it:
+channels, kernels, strides and explicit paddings are never recomputed here.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import make_activation
+from .batchnorm import BatchNorm
+
+
+def _symmetric(padding):
+    """``(top, left)`` when ``((top, bottom), (left, right))`` pads both sides of each axis alike, else None."""
+    (top, bottom), (left, right) = padding
+    return (top, left) if top == bottom and left == right else None
+
+
+def _f_pad(padding):
+    """The IR's ``((top, bottom), (left, right))`` in ``F.pad``'s order for NCHW: ``(left, right, top, bottom)``."""
+    (top, bottom), (left, right) = padding
+    return (left, right, top, bottom)
+
+
+class ConvBNAct(nn.Module):
+    """Zero padding, convolution, optional batch norm, optional activation.
+
+    The IR's padding is explicit and may be asymmetric (TensorFlow's SAME at stride 2). When it is
+    symmetric it is handed to ``nn.Conv2d`` itself, which is the same arithmetic without a padded
+    copy of the input; otherwise the input is padded with ``F.pad`` and the conv has padding 0.
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        self.ir = layer
+        sym = _symmetric(layer.padding)
+        self.pad = None if sym else _f_pad(layer.padding)
+        self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, stride=layer.stride,
+                              padding=sym if sym else 0, groups=layer.groups, bias=layer.bias)
+        self.bn = BatchNorm(layer.bn, layer.out_channels) if layer.bn is not None else None
+        self.act = make_activation(layer.act)
+
+    def forward(self, x):
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.act(x)
+
+
+class Pool(nn.Module):
+    """Max pooling (padding is -inf, so padded cells never win) or unpadded average pooling."""
+
+    def __init__(self, layer):
+        super().__init__()
+        if layer.op not in ("max", "avg"):
+            raise ValueError(f"{layer.path}: pool op {layer.op!r}, expected 'max' or 'avg'")
+        if layer.op == "avg" and layer.padding != ((0, 0), (0, 0)):
+            raise ValueError(f"{layer.path}: average pooling with padding {layer.padding}; the IR never pads "
+                             "average pools (zero padding would bias the mean)")
+        self.ir = layer
+        self.op, self.kernel, self.stride = layer.op, layer.kernel, layer.stride
+        sym = _symmetric(layer.padding)
+        # PyTorch's own max-pool padding is -inf but is limited to half the kernel; beyond that pad by hand.
+        if sym is not None and max(sym) <= layer.kernel // 2:
+            self.native_padding, self.pad = sym, None
+        else:
+            self.native_padding, self.pad = (0, 0), _f_pad(layer.padding)
+
+    def extra_repr(self):
+        return f"op={self.op!r}, kernel={self.kernel}, stride={self.stride}, padding={self.ir.padding}"
+
+    def forward(self, x):
+        if self.op == "avg":
+            return F.avg_pool2d(x, self.kernel, self.stride)
+        if self.pad is not None:
+            x = F.pad(x, self.pad, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel, self.stride, self.native_padding)
+
+
+class GlobalPool(nn.Module):
+    """Spatial mean, (N, C, H, W) -> (N, C)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        if layer.op != "avg":
+            raise ValueError(f"{layer.path}: global pool op {layer.op!r}, expected 'avg'")
+        self.ir = layer
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Flatten(nn.Module):
+    """(N, C, H, W) -> (N, C*H*W) in the IR's order.
+
+    'chw' is PyTorch's natural order; 'hwc' is Keras', reached by going to NHWC first, so a dense
+    layer trained in Keras after a Flatten sees its features in the order it expects.
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        if layer.order not in ("chw", "hwc"):
+            raise ValueError(f"{layer.path}: flatten order {layer.order!r}, expected 'chw' or 'hwc'")
+        self.ir = layer
+        self.order = layer.order
+
+    def extra_repr(self):
+        return f"order={self.order!r}"
+
+    def forward(self, x):
+        if self.order == "hwc" and x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
+        return torch.flatten(x, 1)
+
+
+class Dense(nn.Linear):
+    """``nn.Linear`` (so its weights are ``<path>.weight``/``<path>.bias``) followed by the IR's activation."""
+
+    def __init__(self, layer):
+        super().__init__(layer.in_features, layer.out_features, bias=layer.bias)
+        self.ir = layer
+        self.act = make_activation(layer.act)
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the IR's rate (identity in eval mode)."""
+
+    def __init__(self, layer):
+        super().__init__(p=layer.rate)
+        self.ir = layer
+
+
+class Activation(nn.Module):
+    """A standalone activation layer."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.ir = layer
+        self.act = make_activation(layer.act)
+
+    def forward(self, x):
+        return self.act(x)
+
+
+class Preprocess(nn.Module):
+    """Per-channel affine input preprocessing, ``y = x * multiplier[c] + addend[c]``.
+
+    The constants are non-persistent buffers: they follow ``.to(device)`` but stay out of the
+    state dict, since they are part of the architecture, not weights.
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        if len(layer.multiplier) != len(layer.addend):
+            raise ValueError(f"{layer.path}: {len(layer.multiplier)} multipliers but {len(layer.addend)} addends")
+        self.ir = layer
+        self.register_buffer("multiplier", torch.tensor(layer.multiplier, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("addend", torch.tensor(layer.addend, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x):
+        return x * self.multiplier + self.addend

@@ -1,0 +1,114 @@
+"""Canonical weights <-> a ``tf_impl.Network``, by one rule driven by ``model.spec.tensors()``.
+
+A canonical name ``<owner>.<leaf>`` names a Keras object and one of its variables. ``<owner>`` is
+found by walking ``model.spec``: a top-level path is ``model.get_layer(path)``, a block's child is
+the attribute named by its role (``ir_layer.children()``), and a last component that is no IR path
+(``conv``, ``bn``, ``reduce``, ``expand``) is an attribute of the layer before it. Then:
+
+    Conv2D           kernel -> kernel (HWIO, the canonical layout)        bias -> bias
+    DepthwiseConv2D  kernel -> kernel (kh, kw, in, 1) <-> canonical (kh, kw, 1, in)
+    BatchNorm        scale -> gamma   bias -> beta   mean -> moving_mean   var -> moving_variance
+    tf_impl.Dense    kernel -> kernel (in, out)                           bias -> bias
+"""
+
+import numpy as np
+
+from tf_impl._tf import keras
+
+from .canonical import check
+from .errors import WeightError
+
+_BN_LEAVES = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+
+
+def _paths(model):
+    """``{canonical path: Keras layer}`` for every IR layer and block child of ``model.spec``."""
+    found = {}
+
+    def visit(ir_layer, keras_layer):
+        found[ir_layer.path] = keras_layer
+        for role, child in ir_layer.children():
+            sub = getattr(keras_layer, role, None)
+            if sub is None:
+                raise WeightError("keras model", other=[f"{child.path}: {type(keras_layer).__name__} at "
+                                                        f"{ir_layer.path!r} has no sub-layer {role!r}"])
+            visit(child, sub)
+
+    for layer in model.spec.layers:
+        try:
+            keras_layer = model.get_layer(layer.path)
+        except ValueError:
+            raise WeightError("keras model", other=[f"{layer.path}: no layer of that name"]) from None
+        visit(layer, keras_layer)
+    return found
+
+
+def _locate(paths, name):
+    """``(variable, kind)`` for canonical ``name``; kind says how the layout changes."""
+    from tf_impl.batchnorm import BatchNorm
+    from tf_impl.layers import Dense
+
+    owner, leaf = name.rsplit(".", 1)
+    obj = paths.get(owner)
+    if obj is None and "." in owner:
+        parent, attr = owner.rsplit(".", 1)
+        obj = getattr(paths.get(parent), attr, None)
+    if obj is None:
+        raise WeightError("keras model", other=[f"{name}: no layer at path {owner!r}"])
+    if isinstance(obj, keras.layers.DepthwiseConv2D):
+        attr, kind = {"kernel": ("kernel", "depthwise"), "bias": ("bias", "same")}.get(leaf, (None, None))
+    elif isinstance(obj, (keras.layers.Conv2D, Dense)):
+        attr, kind = {"kernel": ("kernel", "same"), "bias": ("bias", "same")}.get(leaf, (None, None))
+    elif isinstance(obj, BatchNorm):
+        attr, kind = _BN_LEAVES.get(leaf), "same"
+    else:
+        attr, kind = None, None
+    variable = getattr(obj, attr, None) if attr else None
+    if variable is None:
+        raise WeightError("keras model", other=[f"{name}: {type(obj).__name__} at {owner!r} has no "
+                                                f"variable for {leaf!r}"])
+    return variable, kind
+
+
+def _to_canonical(a, kind):
+    if kind == "depthwise":  # (kh, kw, in, 1) -> (kh, kw, 1, in)
+        return a.transpose(0, 1, 3, 2)
+    return a
+
+
+_from_canonical = _to_canonical  # the depthwise swap is its own inverse
+
+
+def from_keras(model):
+    """``{canonical name: float32 numpy array}`` for every tensor of ``model.spec.tensors()``, in order."""
+    paths = _paths(model)
+    out = {}
+    for t in model.spec.tensors():
+        variable, kind = _locate(paths, t.name)
+        array = np.array(_to_canonical(np.asarray(variable.numpy()), kind), dtype=np.float32, order="C", copy=True)
+        if array.shape != tuple(t.shape):
+            raise WeightError("keras model", mismatched=[(t.name, array.shape, tuple(t.shape))])
+        out[t.name] = array
+    return out
+
+
+def to_keras(model, weights, where="weights"):
+    """Copy canonical ``weights`` into ``model`` in place and return it.
+
+    Every name and shape is checked first (one ``WeightError`` listing all problems) so a bad dict
+    leaves the model untouched; values are cast to each variable's dtype.
+    """
+    check(model.spec, weights, where=where)
+    paths = _paths(model)
+    pairs, wrong = [], []
+    for t in model.spec.tensors():
+        variable, kind = _locate(paths, t.name)
+        source = _from_canonical(np.asarray(weights[t.name]), kind)
+        if tuple(source.shape) != tuple(variable.shape):  # the model's layers disagree with its own spec
+            wrong.append((t.name, tuple(source.shape), tuple(variable.shape)))
+        pairs.append((variable, source))
+    if wrong:
+        raise WeightError(f"{where} (layout in the keras model)", mismatched=wrong)
+    for variable, source in pairs:
+        variable.assign(np.ascontiguousarray(source, dtype=variable.dtype))
+    return model
