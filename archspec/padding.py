@@ -4,7 +4,7 @@ Every convolution and pooling in every framework is rendered as explicit zero (o
 pooling) padding followed by a VALID window, so the three frameworks cannot disagree.
 """
 
-MODES = ("symmetric", "tf_same", "valid")
+MODES = ("symmetric", "tf_same", "tf_same_even", "valid")
 
 
 def explicit_padding(mode, size, kernel, stride):
@@ -19,6 +19,9 @@ def explicit_padding(mode, size, kernel, stride):
     if mode == "tf_same":
         out = -(-size // stride)
         total = max((out - 1) * stride + kernel - size, 0)
+        return (total // 2, total - total // 2)
+    if mode == "tf_same_even":
+        total = max(kernel - stride, 0)
         return (total // 2, total - total // 2)
     if mode == "valid":
         return (0, 0)

@@ -74,6 +74,9 @@ _STAGE_KEYS = {
     "conv_bn_act": {"groups": (int, False)},
 }
 
+# Padding modes a spec may use as its convention (a conv layer may also say 'valid').
+CONVENTION_PADDINGS = ("symmetric", "tf_same", "tf_same_even")
+
 _BLOCK_LAYERS = tuple(k for k in _STAGE_KEYS if k != "conv_bn_act")
 
 # Layer names become canonical path segments ('stages.0.blocks.1.dw'): no dots, valid attribute names.
@@ -145,8 +148,9 @@ class _Resolver:
         self.bn = blocks.batch_norm(bn["eps"], bn["momentum"], bn["momentum_convention"], bn["running_var"],
                                     where=(self.file, "$.conventions.batch_norm"))
         self.padding = conv["padding"]
-        if self.padding not in ("symmetric", "tf_same"):
-            raise SpecError(self.file, "$.conventions.padding", self.padding, "'symmetric' or 'tf_same'")
+        if self.padding not in CONVENTION_PADDINGS:
+            raise SpecError(self.file, "$.conventions.padding", self.padding,
+                            " or ".join(repr(m) for m in CONVENTION_PADDINGS))
         self.conv_bias = conv["conv_bias"]
         scaling = config.get("scaling", {})
         self.width = scaling.get("width", 1.0)

@@ -67,7 +67,7 @@ _VALUES = {
     "name": {"type": "string", "pattern": resolve.NAME_PATTERN},
     "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
     "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
-    ("conventions", "padding"): _enum(["symmetric", "tf_same"]),
+    ("conventions", "padding"): _enum(list(resolve.CONVENTION_PADDINGS)),
     ("conv_bn_act", "padding"): _enum(list(MODES)),
     ("pool", "padding"): {"anyOf": [{"type": "integer", "minimum": 0}, _enum(list(MODES))]},
     ("pool", "op"): _enum(["max", "avg"]),
@@ -82,7 +82,8 @@ _DOCS = {
     "num_classes": "Outputs of the classifier; a dense layer with \"out\": \"num_classes\" uses it.",
     "conventions": "Numerical conventions that differ between libraries; never taken from a framework default.",
     "padding": "'symmetric' (PyTorch: (k-1)//2 each side), 'tf_same' (TensorFlow SAME: extra row/column "
-               "bottom/right), 'valid' (none).",
+               "bottom/right), 'tf_same_even' (TF SAME as for a size divisible by the stride, whatever the "
+               "size: Keras MobileNet's fixed ((0, 1), (0, 1)) before stride-2 3x3 convs), 'valid' (none).",
     "batch_norm": "Batch-norm eps and momentum, with the convention the momentum number is written in.",
     "eps": "Added to the variance before the square root.",
     "momentum": "Running-statistics momentum, in the convention named by 'momentum_convention'.",

@@ -12,9 +12,7 @@ from archspec import ir
 
 from . import activations
 from .batchnorm import BatchNorm
-
-# torchvision's choice for every conv of these families (kaiming_normal_, mode='fan_out').
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from .initializers import conv_init, dense_init
 
 
 def _path(module):
@@ -63,9 +61,11 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x, train: bool = False):
         b = self.block
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
-        s = nn.Conv(b.reduced, kernel_size=(1, 1), padding="VALID", use_bias=True, name="reduce")(s)
+        s = nn.Conv(b.reduced, kernel_size=(1, 1), padding="VALID", use_bias=True, kernel_init=conv_init,
+                    name="reduce")(s)
         s = activations.get(b.act)(s)
-        s = nn.Conv(b.channels, kernel_size=(1, 1), padding="VALID", use_bias=True, name="expand")(s)
+        s = nn.Conv(b.channels, kernel_size=(1, 1), padding="VALID", use_bias=True, kernel_init=conv_init,
+                    name="expand")(s)
         return x * activations.get(b.gate)(s)
 
 
@@ -123,7 +123,7 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         b = self.block
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (b.in_features, b.out_features), jnp.float32)
+        kernel = self.param("kernel", dense_init, (b.in_features, b.out_features), jnp.float32)
         y = jnp.dot(x, kernel.astype(x.dtype))
         if b.bias:
             y = y + self.param("bias", nn.initializers.zeros, (b.out_features,), jnp.float32).astype(x.dtype)

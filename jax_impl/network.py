@@ -13,8 +13,7 @@ import jax.numpy as jnp
 
 from archspec import ir
 
-from . import blocks, layers
-from .batchnorm import BatchNorm  # noqa: F401  (re-exported by the package)
+from . import blocks, initializers, layers
 
 RENDERERS = {
     ir.ConvBNAct: layers.ConvBNAct,
@@ -84,6 +83,8 @@ def init(module: Network, rng, input_shape: Optional[Sequence[int]] = None):
 
     ``input_shape`` is NHWC with the batch axis, or (H, W, C) for a batch of one; by default
     ``(1, *spec.input_shape)``. Pure and jit-able (``jax.jit(lambda k: init(module, k))``).
+    Values: He normal (fan_out) conv kernels, LeCun normal dense kernels, BN scale 1 and bias 0,
+    running mean 0 and variance 1, drawn as in :mod:`jax_impl.initializers` (one threefry stream).
     """
     if input_shape is None:
         input_shape = (1, *module.spec.input_shape)
@@ -94,22 +95,29 @@ def init(module: Network, rng, input_shape: Optional[Sequence[int]] = None):
 
 @partial(jax.jit, static_argnums=(0, 2))
 def _init_jit(module, rng, input_shape):
-    # One compiled program: op-by-op (eager) initialisation of a large network is many times slower.
-    variables = _plain(module.init(rng, jnp.zeros(input_shape, jnp.float32), train=False))
-    return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+    # Structure from tracing module.init (no compute), values from one random draw: see initializers.
+    abstract = jax.eval_shape(partial(module.init, train=False), rng,
+                              jax.ShapeDtypeStruct(input_shape, jnp.float32))
+    abstract = _plain(abstract)
+    variables = {"params": abstract.get("params", {}), "batch_stats": abstract.get("batch_stats", {})}
+    return initializers.fill(variables, rng)
 
 
 def intermediates(module: Network, variables, x):
-    """``{path: output}`` of every top-level layer, in execution order (eval mode)."""
-    return module.apply(variables, x, train=False, method=Network.intermediates)
+    """``{path: output}`` of every top-level layer, in execution order (eval mode).
+
+    (Returned from inside ``jax.jit`` the dict comes back with its keys sorted, as every pytree dict.)
+    """
+    outputs = module.apply(variables, x, train=False, method=Network.intermediates)
+    return {layer.path: outputs[layer.path] for layer in module.spec.layers}
+
+
+def count_params(variables) -> int:
+    """Trainable parameter count (the ``params`` collection), comparable with ``spec.params``."""
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(variables["params"]))
 
 
 def _plain(tree):
     if hasattr(tree, "items"):
         return {k: _plain(v) for k, v in tree.items()}
     return tree
-
-
-def count_params(variables) -> int:
-    """Trainable parameter count (the ``params`` collection), comparable with ``spec.params``."""
-    return sum(int(x.size) for x in jax.tree_util.tree_leaves(variables["params"]))

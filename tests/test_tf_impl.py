@@ -127,18 +127,52 @@ def test_bad_weights_leave_model_untouched(case):
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
+def _calibrated_weights(spec, x, seed):
+    """Random weights whose BN statistics are those of batch ``x`` (PyTorch, momentum 1).
+
+    Random BN statistics make deep networks ill-conditioned: with them EfficientNet-B7's logits
+    differ by rel 0.5 between torch float32 and float64, which would hide any real bug.
+    """
+    calibration = torch_impl.build(spec.deterministic()).train()
+    weight_transfer.to_torch(calibration, weight_transfer.random_weights(spec, seed=seed))
+    for module in calibration.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 1.0
+    with torch.no_grad():
+        calibration(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+    return weight_transfer.from_torch(calibration)
+
+
+def _torch_eval(spec, weights, x, dtype):
+    model = torch_impl.build(spec).eval()
+    weight_transfer.to_torch(model, weights)
+    model.to(dtype)
+    with torch.no_grad():
+        return model(torch.from_numpy(x.transpose(0, 3, 1, 2)).to(dtype)).double().numpy()
+
+
 @pytest.mark.skipif(TORCH_REASON is not None, reason=TORCH_REASON or "")
 def test_eval_matches_torch(case):
+    """Keras vs PyTorch (float32) on the same canonical weights: rel <= EVAL_TOL, or within the floor.
+
+    The inputs are part of the calibration batch (realistic activations). Deep random networks at
+    64x64 amplify float32 rounding beyond EVAL_TOL by themselves (torch float32 vs float64:
+    EfficientNet-B3..B7 ~3e-5, ResNet-50 5e-5, ResNet-101/152 up to 8e-4), so when the direct
+    comparison exceeds EVAL_TOL, Keras is held against torch float64 within max(EVAL_TOL,
+    4 * floor), the floor being torch float32 vs float64. A real bug shows as O(1e-2 .. 1).
+    """
     spec, model = case
-    weights = weight_transfer.random_weights(spec, seed=5)
+    calibration = _input(spec, seed=5, batch=4)
+    weights = _calibrated_weights(spec, calibration, seed=5)
     weight_transfer.to_keras(model, weights)
-    torch_model = torch_impl.build(spec).eval()
-    weight_transfer.to_torch(torch_model, weights)
-    x = _input(spec, seed=6)
-    with torch.no_grad():
-        ref = torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    x = calibration[:BATCH]
     out = np.asarray(model(x, training=False))
-    assert _rel(out, ref) <= EVAL_TOL, f"{spec.name}: rel {_rel(out, ref):.2e}"
+    ref32 = _torch_eval(spec, weights, x, torch.float32)
+    if _rel(out, ref32) <= EVAL_TOL:
+        return
+    ref64 = _torch_eval(spec, weights, x, torch.float64)
+    floor, rel = _rel(ref32, ref64), _rel(out, ref64)
+    assert rel <= max(EVAL_TOL, 4 * floor), f"{spec.name}: rel {rel:.2e} vs float64 (float32 floor {floor:.2e})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,10 +3,18 @@
 ``build(spec_or_name)`` returns a functional :class:`Network` (a ``keras.Model``) with ``.spec``;
 each IR class has a Keras layer of the same name constructed from the IR object, and top-level
 layers are named by canonical path. TensorFlow is imported on first use of any of these names, and
-always through ``tf_impl._tf`` (which imports triton first: see there why).
+always through ``tf_impl._tf``. Importing this package imports triton (not TensorFlow) at once, so
+that ``import tf_impl; import tensorflow; import torchvision`` cannot crash: see ``_tf``.
 """
 
 import importlib
+import sys
+
+if "tensorflow" not in sys.modules:  # triton after TensorFlow crashes; before, every order is safe
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
 
 _EXPORTS = {
     "build": "network", "Network": "network", "render": "network", "intermediates": "network",

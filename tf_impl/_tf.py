@@ -7,11 +7,13 @@ other module of the package takes ``tf`` and ``keras`` from this one.
 """
 
 import os
+import sys
 
-try:  # must come before TensorFlow: triton's native library crashes when loaded after TF's
-    import triton  # noqa: F401
-except ImportError:
-    pass
+if "tensorflow" not in sys.modules:  # once TF is in, importing triton would itself crash: leave it
+    try:  # must come before TensorFlow: triton's native library crashes when loaded after TF's
+        import triton  # noqa: F401
+    except ImportError:
+        pass
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -38,14 +38,19 @@ class BatchNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
+        dtype = x.dtype
+        if dtype in (tf.bfloat16, tf.float16):  # statistics in float32, as PyTorch's kernels accumulate
+            x = tf.cast(x, tf.float32)
         if training and self.trainable:
             # Two-pass moments (mean of squared differences), as PyTorch; not E[x^2] - E[x]^2.
             mean, var = tf.nn.moments(x, axes=[0, 1, 2])
             self._update_moving(x, mean, var)
         else:
-            mean, var = self.moving_mean, self.moving_variance
+            mean, var = (tf.cast(v, x.dtype) for v in (self.moving_mean, self.moving_variance))
+        gamma, beta = tf.cast(self.gamma, x.dtype), tf.cast(self.beta, x.dtype)
         # x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps)), PyTorch's CPU order.
-        return tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, self.epsilon)
+        y = tf.nn.batch_normalization(x, mean, var, beta, gamma, self.epsilon)
+        return tf.cast(y, dtype)
 
     def _update_moving(self, x, mean, var):
         mean = tf.stop_gradient(mean)
@@ -54,8 +59,9 @@ class BatchNorm(keras.layers.Layer):
             n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), var.dtype)
             var = var * (n / (n - 1.0))
         d = self.decay
-        self.moving_mean.assign(d * self.moving_mean + (1.0 - d) * tf.cast(mean, self.moving_mean.dtype))
-        self.moving_variance.assign(d * self.moving_variance + (1.0 - d) * tf.cast(var, self.moving_variance.dtype))
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+            old = tf.cast(moving, batch.dtype)
+            moving.assign(tf.cast(d * old + (1.0 - d) * batch, moving.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape

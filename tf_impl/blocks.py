@@ -32,8 +32,12 @@ def channel_shuffle(x, groups, out_shape):
     return ops.reshape(x, (-1, h, w, c))
 
 
-def _conv(child, role):
-    return ConvBNAct(child, name=role) if child is not None else None
+def _conv(parent, child, role):
+    return ConvBNAct(child, name=role, dtype=parent.dtype_policy) if child is not None else None
+
+
+def _se(parent, child):
+    return SqueezeExcite(child, name="se", dtype=parent.dtype_policy) if child is not None else None
 
 
 class SqueezeExcite(IRLayer):
@@ -41,8 +45,10 @@ class SqueezeExcite(IRLayer):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.reduce = keras.layers.Conv2D(layer.reduced, 1, padding="valid", use_bias=True, name="reduce")
-        self.expand = keras.layers.Conv2D(layer.channels, 1, padding="valid", use_bias=True, name="expand")
+        self.reduce = keras.layers.Conv2D(layer.reduced, 1, padding="valid", use_bias=True, name="reduce",
+                                            dtype=self.dtype_policy)
+        self.expand = keras.layers.Conv2D(layer.channels, 1, padding="valid", use_bias=True, name="expand",
+                                            dtype=self.dtype_policy)
         self._act = activations.get(layer.act)
         self._gate = activations.get(layer.gate)
 
@@ -75,9 +81,9 @@ class DepthwiseSeparable(_Residual):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.dw = _conv(layer.dw, "dw")
-        self.se = SqueezeExcite(layer.se, name="se") if layer.se is not None else None
-        self.pw = _conv(layer.pw, "pw")
+        self.dw = _conv(self, layer.dw, "dw")
+        self.se = _se(self, layer.se)
+        self.pw = _conv(self, layer.pw, "pw")
 
     def call(self, x, training=None):
         y = self.dw(x, training=training)
@@ -92,10 +98,10 @@ class InvertedResidual(_Residual):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.expand = _conv(layer.expand, "expand")
-        self.dw = _conv(layer.dw, "dw")
-        self.se = SqueezeExcite(layer.se, name="se") if layer.se is not None else None
-        self.project = _conv(layer.project, "project")
+        self.expand = _conv(self, layer.expand, "expand")
+        self.dw = _conv(self, layer.dw, "dw")
+        self.se = _se(self, layer.se)
+        self.project = _conv(self, layer.project, "project")
 
     def call(self, x, training=None):
         y = x
@@ -113,9 +119,9 @@ class BasicBlock(IRLayer):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.conv1 = _conv(layer.conv1, "conv1")
-        self.conv2 = _conv(layer.conv2, "conv2")
-        self.shortcut = _conv(layer.shortcut, "shortcut")
+        self.conv1 = _conv(self, layer.conv1, "conv1")
+        self.conv2 = _conv(self, layer.conv2, "conv2")
+        self.shortcut = _conv(self, layer.shortcut, "shortcut")
         self._act = activations.get(layer.act)
 
     def call(self, x, training=None):
@@ -129,10 +135,10 @@ class Bottleneck(IRLayer):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.conv1 = _conv(layer.conv1, "conv1")
-        self.conv2 = _conv(layer.conv2, "conv2")
-        self.conv3 = _conv(layer.conv3, "conv3")
-        self.shortcut = _conv(layer.shortcut, "shortcut")
+        self.conv1 = _conv(self, layer.conv1, "conv1")
+        self.conv2 = _conv(self, layer.conv2, "conv2")
+        self.conv3 = _conv(self, layer.conv3, "conv3")
+        self.shortcut = _conv(self, layer.shortcut, "shortcut")
         self._act = activations.get(layer.act)
 
     def call(self, x, training=None):
@@ -151,11 +157,11 @@ class ShuffleUnit(IRLayer):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.shortcut_dw = _conv(layer.shortcut_dw, "shortcut_dw")
-        self.shortcut_pw = _conv(layer.shortcut_pw, "shortcut_pw")
-        self.expand = _conv(layer.expand, "expand")
-        self.dw = _conv(layer.dw, "dw")
-        self.project = _conv(layer.project, "project")
+        self.shortcut_dw = _conv(self, layer.shortcut_dw, "shortcut_dw")
+        self.shortcut_pw = _conv(self, layer.shortcut_pw, "shortcut_pw")
+        self.expand = _conv(self, layer.expand, "expand")
+        self.dw = _conv(self, layer.dw, "dw")
+        self.project = _conv(self, layer.project, "project")
 
     def _branch(self, x, training):
         y = self.expand(x, training=training)

@@ -22,7 +22,7 @@ class IRLayer(keras.layers.Layer):
     """
 
     def __init__(self, layer, name=None, **kwargs):
-        super().__init__(name=name or layer.path, **kwargs)
+        super().__init__(name=name or layer.path, **kwargs)  # kwargs: Keras' own (dtype, trainable)
         self.ir = layer
 
     def build(self, input_shape=None):
@@ -58,11 +58,15 @@ class ConvBNAct(IRLayer):
         L = layer
         if L.groups > 1 and L.groups == L.in_channels == L.out_channels:
             self.conv = keras.layers.DepthwiseConv2D(L.kernel, strides=L.stride, padding="valid",
-                                                     depth_multiplier=1, use_bias=L.bias, name="conv")
+                                                     depth_multiplier=1, use_bias=L.bias, name="conv",
+                                                     dtype=self.dtype_policy)
         else:
             self.conv = keras.layers.Conv2D(L.out_channels, L.kernel, strides=L.stride, padding="valid",
-                                            groups=L.groups, use_bias=L.bias, name="conv")
-        self.bn = BatchNorm(L.bn, L.out_channels, name="bn") if L.bn is not None else None
+                                            groups=L.groups, use_bias=L.bias, name="conv",
+                                            dtype=self.dtype_policy)
+        self.bn = None
+        if L.bn is not None:
+            self.bn = BatchNorm(L.bn, L.out_channels, name="bn", dtype=self.dtype_policy)
         self._act = activations.get(L.act)
 
     def build(self, input_shape=None):
@@ -162,8 +166,8 @@ class Preprocess(IRLayer):
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self._multiplier = np.asarray(layer.multiplier, dtype=np.float32)
-        self._addend = np.asarray(layer.addend, dtype=np.float32)
+        self._multiplier = np.asarray(layer.multiplier, dtype=np.float64)  # cast to the input's dtype in call
+        self._addend = np.asarray(layer.addend, dtype=np.float64)
 
     def call(self, x):
         return x * ops.cast(self._multiplier, x.dtype) + ops.cast(self._addend, x.dtype)

@@ -18,14 +18,14 @@ assert set(RENDERERS) == set(ir.BLOCK_TYPES), "tf_impl.RENDERERS is out of step 
 assert all(cls.__name__ == k.__name__ for k, cls in RENDERERS.items())
 
 
-def render(layer):
-    """The Keras layer for one IR layer, named by its canonical path."""
+def render(layer, dtype=None):
+    """The Keras layer for one IR layer, named by its canonical path (``dtype``: a Keras dtype policy)."""
     try:
         cls = RENDERERS[type(layer)]
     except KeyError:
         raise TypeError(f"{getattr(layer, 'path', layer)}: no Keras renderer for IR type "
                         f"{type(layer).__name__}") from None
-    return cls(layer)
+    return cls(layer, dtype=dtype)
 
 
 class Network(keras.Model):
@@ -33,14 +33,18 @@ class Network(keras.Model):
 
     ``model.spec`` is the ``ir.Spec``; ``model.get_layer(path)`` is the layer of a top-level path;
     ``model.intermediates(x)`` returns ``{path: output}`` of every top-level layer.
+    ``dtype``: a Keras dtype policy for every layer (``None``: Keras' global one, float32 by
+    default); ``'bfloat16'`` keeps variables and computation in bfloat16, like ``torch_model.to(bf16)``.
     """
 
-    def __init__(self, spec):
-        inputs = keras.Input(shape=tuple(spec.input_shape), name="input")
+    def __init__(self, spec, dtype=None):
+        policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+        inputs = keras.Input(shape=tuple(spec.input_shape), name="input", dtype=policy.compute_dtype)
         x = inputs
         for layer in spec.layers:
-            x = render(layer)(x)
-        super().__init__(inputs=inputs, outputs=x, name=spec.name)
+            x = render(layer, dtype=policy)(x)
+        # Keras names cannot hold '/', which library variants' names do ('keras/EfficientNetB0').
+        super().__init__(inputs=inputs, outputs=x, name=spec.name.replace("/", "_"))
         self.spec = spec
         self._intermediates_model = None
 
@@ -53,12 +57,15 @@ class Network(keras.Model):
         return {layer.path: out[layer.path] for layer in self.spec.layers}
 
 
-def build(spec_or_name):
-    """A :class:`Network` for an ``ir.Spec`` or a variant name (passed to ``archspec.load``)."""
+def build(spec_or_name, dtype=None):
+    """A :class:`Network` for an ``ir.Spec`` or a variant name (passed to ``archspec.load``).
+
+    ``dtype``: a Keras dtype policy name ('float32', 'bfloat16', 'float64', 'mixed_bfloat16', ...).
+    """
     spec = archspec.load(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     if not isinstance(spec, ir.Spec):
         raise TypeError(f"build() takes an archspec.ir.Spec or a variant name, got {type(spec_or_name).__name__}")
-    return Network(spec)
+    return Network(spec, dtype=dtype)
 
 
 def intermediates(model, x, training=False):

@@ -13,7 +13,7 @@ the attribute named by its role (``ir_layer.children()``), and a last component 
 
 import numpy as np
 
-from tf_impl._tf import keras
+from tf_impl._tf import keras, ops
 
 from .canonical import check
 from .errors import WeightError
@@ -96,7 +96,7 @@ def to_keras(model, weights, where="weights"):
     """Copy canonical ``weights`` into ``model`` in place and return it.
 
     Every name and shape is checked first (one ``WeightError`` listing all problems) so a bad dict
-    leaves the model untouched; values are cast to each variable's dtype.
+    leaves the model untouched; values are cast to each variable's dtype (bfloat16 models too).
     """
     check(model.spec, weights, where=where)
     paths = _paths(model)
@@ -109,6 +109,6 @@ def to_keras(model, weights, where="weights"):
         pairs.append((variable, source))
     if wrong:
         raise WeightError(f"{where} (layout in the keras model)", mismatched=wrong)
-    for variable, source in pairs:
-        variable.assign(np.ascontiguousarray(source, dtype=variable.dtype))
+    for variable, source in pairs:  # float32 -> float32 is exact; other dtypes round as tf.cast does
+        variable.assign(ops.cast(np.ascontiguousarray(source), variable.dtype))
     return model

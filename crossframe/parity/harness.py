@@ -33,12 +33,23 @@ class Record:
 def _inputs(spec, seed, batch, steps):
     rng = np.random.default_rng(seed + 2)
     xs = [rng.standard_normal((batch, *spec.input_shape)).astype(np.float32) for _ in range(steps)]
-    cot = rng.standard_normal((batch, *spec.output_shape)).astype(np.float32)
+    # Unit-norm cotangent: gradients of sum(output * cot) stay O(1) whatever the output size.
+    cot = rng.standard_normal((batch, *spec.output_shape))
+    cot = (cot / np.sqrt(cot.size)).astype(np.float32)
     return xs, cot
 
 
-def run_mode(runner, mode, xs, cot):
-    """Everything ``mode`` compares, as a dict of named arrays/dicts."""
+# SGD-step mode: a learning rate small enough that two steps stay in the linear regime (a large
+# step makes float32 rounding grow chaotically: the float64 floor itself reached 2e-1 at lr 0.1).
+STEP_LR = 1e-2
+
+
+def run_mode(runner, mode, xs, cot, weights=None):
+    """Everything ``mode`` compares, as a dict of named arrays/dicts.
+
+    ``step`` compares the change of every weight and statistic over two SGD-with-momentum steps
+    (``after - weights``), not the weights themselves, which would hide a wrong update.
+    """
     if mode == "eval":
         return {"output": runner.eval(xs[0])}
     if mode == "train":
@@ -48,7 +59,9 @@ def run_mode(runner, mode, xs, cot):
         dx, grads = runner.grad(xs[0], cot)
         return {"input_grad": dx, "grads": grads}
     if mode == "step":
-        return {"weights": runner.sgd(xs[:2], cot)}
+        after = runner.sgd(xs[:2], cot, lr=STEP_LR)
+        return {"delta": {k: np.asarray(after[k], np.float64) - np.asarray(weights[k], np.float64)
+                          for k in weights}}
     raise ValueError(f"mode {mode!r}, expected one of {MODES}")
 
 
@@ -81,7 +94,7 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         runner = make_runner(fw, spec, weights, device=device, precision_mode=precision, dtype=dtype)
         for mode in modes:
             runner.load(weights)
-            results[mode][fw] = run_mode(runner, mode, xs, cot)
+            results[mode][fw] = run_mode(runner, mode, xs, cot, weights)
             if progress:
                 progress(spec.name, mode, fw)
         del runner
@@ -92,7 +105,8 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         for mode in modes:
             hi_runner.load(weights)
             lo_runner.load(weights)
-            floors[mode], _ = compare(run_mode(lo_runner, mode, xs, cot), run_mode(hi_runner, mode, xs, cot))
+            floors[mode], _ = compare(run_mode(lo_runner, mode, xs, cot, weights),
+                                      run_mode(hi_runner, mode, xs, cot, weights))
     records = []
     for mode in modes:
         tol = tolerance(dtype, precision, mode)

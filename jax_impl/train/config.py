@@ -16,6 +16,7 @@ class TrainConfig:
     data_size: int = 512                           # examples of the synthetic source
     test_fraction: float = 0.2
     seed: int = 0                                  # init, split, data order, dropout keys
+    init: str = "network"                          # 'network' (jax_impl.init) or 'he' (fan-in He; see init.py)
     epochs: int = 10
     steps: Optional[int] = None                    # total optimizer steps; default epochs x steps per epoch
     batch_size: int = 64                           # global batch (all devices, all hosts)

@@ -27,6 +27,7 @@ from . import mesh as mesh_lib
 from . import metrics as metrics_lib
 from . import optim
 from .config import TrainConfig
+from .init import initial_variables
 from .state import TrainState
 from .step import make_eval_step, make_train_step
 
@@ -93,7 +94,8 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     save_every = config.save_every or batches.steps_per_epoch
 
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    variables = init_variables or jax_impl.init(module, init_key, (1, *spec.input_shape))
+    variables = init_variables or initial_variables(module, init_key, (1, *spec.input_shape), config.init,
+                                                    config.seed)
     lr = optim.schedule(config.lr, total_steps, config.warmup_steps, config.schedule, config.final_lr_fraction)
     tx = optim.make(config.optimizer, lr, variables["params"], momentum=config.momentum, nesterov=config.nesterov,
                     weight_decay=config.weight_decay, decay=config.decay, grad_clip=config.grad_clip)

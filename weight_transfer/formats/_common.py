@@ -1,0 +1,259 @@
+"""What every file format shares: provenance metadata, hashing, staged (atomic) writes, strict checks.
+
+Imports no deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WeightError
+
+SIDECAR_SUFFIX = ".json"  # metadata of formats that have no room for it: DST + ".json"
+TMP_PREFIX = ".crossframe-tmp-"
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def crossframe_version():
+    try:
+        from importlib.metadata import version
+        return version("crossframe")
+    except Exception:  # a source tree that was not pip-installed
+        return "0.1.0+src"
+
+
+def flat_metadata(metadata):
+    """``{str: str}`` (safetensors and HDF5 attributes hold strings): None dropped, the rest str()."""
+    return {str(k): (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+            for k, v in (metadata or {}).items() if v is not None}
+
+
+def sidecar(path):
+    """The JSON file that carries the metadata of ``path`` (for .pt/.pth and msgpack files)."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write_json(path, data):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise WeightError(str(path), other=[f"not a readable metadata JSON file ({err})"]) from None
+    return data if isinstance(data, dict) else {}
+
+
+# -- hashing -------------------------------------------------------------------------------------
+
+def sha256_file(path, chunk=1 << 22):
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])  # hashlib releases the GIL on large buffers: runs beside the parsing
+    return h.hexdigest()
+
+
+def sha256_path(path):
+    """SHA-256 of a file; of a directory, SHA-256 over its files' relative paths and SHA-256s, sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+# -- staged writes -------------------------------------------------------------------------------
+
+def temp_name(path):
+    """A fresh name next to ``path`` that keeps its suffixes (Keras and torch look at them)."""
+    path = Path(path)
+    return path.with_name(f"{TMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+
+
+def remove(path):
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def replace(tmp, dst):
+    """Move ``tmp`` onto ``dst`` atomically: ``os.replace`` for files; for directories, rename the
+    old one aside first (a directory cannot be replaced in one step), then remove it."""
+    tmp, dst = Path(tmp), Path(dst)
+    if tmp.is_dir():
+        old = None
+        if dst.exists() or dst.is_symlink():
+            if not dst.is_dir() or dst.is_symlink():
+                raise WeightError(str(dst), other=["exists and is not a directory; not replaced by a checkpoint "
+                                                   "directory"])
+            old = temp_name(dst)
+            os.rename(dst, old)
+        os.rename(tmp, dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        if dst.is_dir() and not dst.is_symlink():
+            raise WeightError(str(dst), other=["is a directory; expected a file name"])
+        os.replace(tmp, dst)
+
+
+class Staged:
+    """Write to temporary names next to ``dst`` (and its sidecar), then commit with renames.
+
+    ``with Staged(dst, sidecar=True) as s: write(s.path); write_json(s.sidecar, ...); s.commit()``.
+    Leaving the block without ``commit()`` (an error) removes every temporary: no file, never a
+    half-written one, at the destination.
+    """
+
+    def __init__(self, dst, sidecar=False):
+        self.dst = Path(dst)
+        self.dst.parent.mkdir(parents=True, exist_ok=True)
+        self.path = temp_name(self.dst)
+        self.sidecar = temp_name(globals()["sidecar"](self.dst)) if sidecar else None
+        self.committed = False
+
+    def __enter__(self):
+        return self
+
+    def commit(self):
+        replace(self.path, self.dst)
+        if self.sidecar is not None:
+            os.replace(self.sidecar, sidecar(self.dst))
+        self.committed = True
+        return self.written()
+
+    def written(self):
+        return [self.dst] + ([sidecar(self.dst)] if self.sidecar is not None else [])
+
+    def __exit__(self, *exc):
+        if not self.committed:
+            remove(self.path)
+            if self.sidecar is not None:
+                remove(self.sidecar)
+        return False
+
+
+# -- checks --------------------------------------------------------------------------------------
+
+def check_layout(where, found, expected, names=None):
+    """One WeightError listing every missing, unexpected and mis-shaped entry of a file.
+
+    ``found`` and ``expected`` map the file's own keys to shapes; ``names`` (optional) maps a
+    file key to the canonical name, shown beside it so the user can find it in the spec.
+    """
+    def label(key):
+        if names and names.get(key) not in (None, key):
+            return f"{key} ({names[key]})"
+        return key
+
+    missing = [label(k) for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatched = [(label(k), tuple(found[k]), tuple(expected[k])) for k in expected
+                  if k in found and tuple(found[k]) != tuple(expected[k])]
+    if missing or unexpected or mismatched:
+        raise WeightError(where, missing, unexpected, mismatched)
+
+
+def dtype_name(array):
+    return np.dtype(array.dtype).name
+
+
+def check_floating(where, arrays):
+    """Refuse non-floating weights (an int tensor where a kernel belongs), listing them all."""
+    bad = [f"{k}: dtype {dtype_name(v)}, expected a floating dtype" for k, v in arrays.items()
+           if dtype_name(v) not in FLOAT_DTYPES]
+    if bad:
+        raise WeightError(where, other=bad)
+
+
+def nonfinite(weights):
+    """``[(name, n_nan, n_inf)]`` for every tensor with a NaN or an infinity."""
+    out = []
+    for name, a in weights.items():
+        a = np.asarray(a)
+        if dtype_name(a) == "bfloat16":
+            a = a.astype(np.float32)
+        finite = np.isfinite(a)
+        if not finite.all():
+            n_nan = int(np.isnan(a).sum())
+            out.append((name, n_nan, int(a.size - finite.sum()) - n_nan))
+    return out
+
+
+def describe_nonfinite(bad, limit=5):
+    parts = []
+    for name, n_nan, n_inf in bad[:limit]:
+        what = ", ".join(s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} Inf" if n_inf else "") if s)
+        parts.append(f"{name} ({what})")
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{', '.join(parts)}{more}"
+
+
+def bfloat16():
+    import ml_dtypes
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def as_dtype(name):
+    """numpy dtype for a name of FLOAT_DTYPES (bfloat16 through ml_dtypes)."""
+    if name == "bfloat16":
+        return bfloat16()
+    if name not in FLOAT_DTYPES:
+        raise WeightError("dtype", other=[f"{name!r}: expected one of {', '.join(FLOAT_DTYPES)}"])
+    return np.dtype(name)
+
+
+def check_spec_name(where, metadata, spec):
+    """Refuse a file whose own metadata says it was made for another spec."""
+    made_for = (metadata or {}).get("spec_name")
+    if made_for not in (None, "", spec.name):
+        raise WeightError(where, other=[f"made for spec {made_for!r}, expected {spec.name!r}"])
+
+
+def safetensors_set_metadata(path, metadata):
+    """Replace the ``__metadata__`` of a safetensors file in place (header rewritten, data copied as is)."""
+    import struct
+
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        with open(path, "rb") as src:
+            (n,) = struct.unpack("<Q", src.read(8))
+            header = json.loads(src.read(n))
+            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+            text = json.dumps(header, separators=(",", ":")).encode()
+            text += b" " * (-len(text) % 8)  # safetensors aligns the data on 8 bytes
+            with open(tmp, "wb") as dst:
+                dst.write(struct.pack("<Q", len(text)))
+                dst.write(text)
+                shutil.copyfileobj(src, dst, 1 << 22)
+        os.replace(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise

@@ -1,0 +1,301 @@
+"""Format ``keras``: Keras 3 weights of a ``tf_impl`` model, written and read with h5py alone.
+
+``DST.weights.h5`` loads with plain ``tf_impl.build(spec).load_weights(DST)``; so does a whole
+``DST.keras`` archive (``metadata.json``, ``config.json``, ``model.weights.h5``, as ``model.save``
+writes it). Neither is read through Keras: a ``.keras`` file's config is never deserialised (that is
+where Keras files can carry code), only its ``model.weights.h5`` member is read, as data.
+
+Keras 3 (``saving_lib``) files variables by object path, not by layer name: ``layers/<class>[_n]``
+for the model's layers in order (the class name in snake case, numbered per class from the second
+one on), then the attribute name of every sub-layer (``conv``, ``bn``, the block roles), then
+``vars/<i>`` in the order the layer created its variables. ``layout(spec)`` derives that path for
+every canonical tensor from the spec, so no TensorFlow is imported and no model is built:
+
+    Conv2D           vars/0 kernel (kh, kw, in/g, out) = canonical     vars/1 bias
+    DepthwiseConv2D  vars/0 kernel (kh, kw, in, 1) <-> canonical (kh, kw, 1, in)   vars/1 bias
+    BatchNorm        vars/0..3 gamma, beta, moving_mean, moving_variance = bn.scale, bias, mean, var
+    Dense            vars/0 kernel (in, out)   vars/1 bias
+
+Metadata: root attributes ``crossframe.<key>`` of the HDF5 file (Keras ignores them); a ``.keras``
+archive also has them under ``"crossframe"`` in its ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from archspec import ir
+
+from . import _common as common
+from ._errors import FormatError
+
+NAME = "keras"
+FRAMEWORK = "tf"
+SUFFIXES = (".weights.h5", ".keras")
+ATTR_PREFIX = "crossframe."
+WEIGHTS_MEMBER = "model.weights.h5"
+_BN_VARS = ("scale", "bias", "mean", "var")  # gamma, beta, moving_mean, moving_variance
+
+
+def snake_case(name):
+    """Keras' ``naming.to_snake_case``: ``ConvBNAct`` -> ``conv_bn_act``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def layout(spec):
+    """``(groups, datasets)`` of ``tf_impl.build(spec).save_weights``, from the spec alone.
+
+    groups: ``[(group path, layer name)]`` (each has a ``vars`` subgroup with a ``name`` attribute);
+    datasets: ``[(dataset path, canonical name, kind, keras shape)]``, kind ``same`` or ``depthwise``.
+    """
+    groups, datasets = [("", spec.name)], []
+
+    def conv(layer, g):
+        c = layer
+        depthwise = c.groups > 1 and c.groups == c.in_channels == c.out_channels
+        shape = (c.kernel, c.kernel, c.in_channels, 1) if depthwise else \
+            (c.kernel, c.kernel, c.in_channels // c.groups, c.out_channels)
+        groups.append((f"{g}/conv", "conv"))
+        datasets.append((f"{g}/conv/vars/0", f"{c.path}.conv.kernel", "depthwise" if depthwise else "same", shape))
+        if c.bias:
+            datasets.append((f"{g}/conv/vars/1", f"{c.path}.conv.bias", "same", (c.out_channels,)))
+        if c.bn is not None:
+            groups.append((f"{g}/bn", "bn"))
+            for i, leaf in enumerate(_BN_VARS):
+                datasets.append((f"{g}/bn/vars/{i}", f"{c.path}.bn.{leaf}", "same", (c.out_channels,)))
+
+    def visit(layer, g):
+        if isinstance(layer, ir.ConvBNAct):
+            conv(layer, g)
+        elif isinstance(layer, ir.SqueezeExcite):
+            for role, (cin, cout) in (("reduce", (layer.channels, layer.reduced)),
+                                      ("expand", (layer.reduced, layer.channels))):
+                groups.append((f"{g}/{role}", role))
+                datasets.append((f"{g}/{role}/vars/0", f"{layer.path}.{role}.kernel", "same", (1, 1, cin, cout)))
+                datasets.append((f"{g}/{role}/vars/1", f"{layer.path}.{role}.bias", "same", (cout,)))
+        elif isinstance(layer, ir.Dense):
+            datasets.append((f"{g}/vars/0", f"{layer.path}.kernel", "same", (layer.in_features, layer.out_features)))
+            if layer.bias:
+                datasets.append((f"{g}/vars/1", f"{layer.path}.bias", "same", (layer.out_features,)))
+        else:
+            for role, child in layer.children():
+                groups.append((f"{g}/{role}", role))
+                visit(child, f"{g}/{role}")
+
+    used = {}
+
+    def unique(base):  # saving_lib._get_unique_name
+        if base in used:
+            used[base] += 1
+            return f"{base}_{used[base]}"
+        used[base] = 0
+        return base
+
+    groups.append((f"layers/{unique('input_layer')}", "input"))
+    for layer in spec.layers:
+        g = f"layers/{unique(snake_case(type(layer).__name__))}"
+        groups.append((g, layer.path))
+        visit(layer, g)
+    return groups, datasets
+
+
+# -- HDF5 ----------------------------------------------------------------------------------------
+
+def _read_dataset(ds):
+    a = ds[()]
+    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # Keras stores bfloat16 as opaque 2-byte values
+        a = np.asarray(a).view(common.bfloat16())
+    return np.asarray(a)
+
+
+def _weights_datasets(f):
+    """``{path: dataset}`` under ``layers/`` and the model's own ``vars`` (other top-level groups,
+    an optimizer's for instance, hold no weights of the network and are ignored)."""
+    import h5py
+
+    out = {}
+    for top in ("layers", "vars"):
+        if top in f:
+            def collect(name, obj, top=top):
+                if isinstance(obj, h5py.Dataset):
+                    out[f"{top}/{name}"] = obj
+            f[top].visititems(collect)
+    return out
+
+
+def _h5_source(path):
+    """A path or a file object h5py opens: a ``.keras`` archive gives its weights member's bytes."""
+    path = Path(path)
+    if path.name.endswith(".keras") or zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if WEIGHTS_MEMBER not in names:
+                sharded = [n for n in names if n.endswith(".weights.json")]
+                what = "sharded weights are not supported" if sharded else f"no {WEIGHTS_MEMBER} inside"
+                raise FormatError(str(path), f"a zip archive with {what} (members: {', '.join(names[:6])})")
+            return io.BytesIO(archive.read(WEIGHTS_MEMBER))
+    return str(path)
+
+
+def _open(path):
+    import h5py
+
+    try:
+        return h5py.File(_h5_source(path), "r")
+    except FormatError:
+        raise
+    except Exception as err:  # OSError (truncated, not HDF5), zipfile.BadZipFile ...
+        raise FormatError(str(path), f"not a readable Keras weights file ({type(err).__name__}: "
+                                     f"{' '.join(str(err).split())})") from None
+
+
+def read_foreign(path):
+    """``{dataset path: numpy array}`` of every weight the file holds (dtypes kept)."""
+    with _open(path) as f:
+        try:
+            return {k: _read_dataset(ds) for k, ds in _weights_datasets(f).items()}
+        except Exception as err:
+            raise FormatError(str(path), f"not a readable Keras weights file ({type(err).__name__}: {err})") from None
+
+
+def to_canonical(found, spec, where):
+    _, datasets = layout(spec)
+    expected = {p: shape for p, _, _, shape in datasets}
+    names = {p: name for p, name, _, _ in datasets}
+    common.check_layout(where, {k: np.shape(v) for k, v in found.items()}, expected, names)
+    common.check_floating(where, {k: found[k] for k in expected})
+    out = {}
+    for p, name, kind, _ in datasets:
+        a = found.pop(p)
+        if kind == "depthwise":  # (kh, kw, in, 1) -> (kh, kw, 1, in): the same bytes
+            a = np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+        out[name] = a
+    return dict(sorted(out.items(), key=lambda kv: _order(spec)[kv[0]]))
+
+
+def _order(spec):
+    return {t.name: i for i, t in enumerate(spec.tensors())}
+
+
+def read(path, spec):
+    found = read_foreign(path)
+    meta = read_metadata(path)
+    common.check_spec_name(str(path), meta, spec)
+    return to_canonical(found, spec, where=str(path))
+
+
+def _write_h5(target, weights, spec, metadata):
+    import h5py
+
+    groups, datasets = layout(spec)
+    with h5py.File(target, "w") as f:
+        for k, v in common.flat_metadata(metadata).items():
+            f.attrs[ATTR_PREFIX + k] = v
+        for g, name in groups:
+            f.create_group(f"{g}/vars" if g else "vars").attrs["name"] = name
+        for p, name, kind, shape in datasets:
+            a = np.asarray(weights[name])
+            if kind == "depthwise":
+                a = a.transpose(0, 1, 3, 2)
+            a = np.ascontiguousarray(a)
+            if common.dtype_name(a) == "bfloat16":
+                ds = f.create_dataset(p, data=a)
+                ds.attrs["dtype"] = "bfloat16"
+            else:
+                f.create_dataset(p, data=a)
+
+
+def _keras_config(spec):
+    """``config.json`` as ``model.save`` writes it for a ``tf_impl.Network`` (read by no code of ours)."""
+    return {"module": "tf_impl.network", "class_name": "Network",
+            "config": {"name": spec.name, "trainable": True,
+                       "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                                 "registered_name": None}},
+            "registered_name": "Network", "build_config": {"input_shape": None}, "compile_config": {},
+            "crossframe": {"spec_name": spec.name, "spec_hash": spec.spec_hash}}
+
+
+def _keras_metadata(metadata):
+    try:
+        from importlib.metadata import version
+        keras_version = version("keras")
+    except Exception:
+        keras_version = "3"
+    return {"keras_version": keras_version, "crossframe": common.flat_metadata(metadata)}
+
+
+def _write_archive(path, h5_bytes, config, metadata_json):
+    with zipfile.ZipFile(path, "w") as zf:  # stored, as Keras writes it
+        zf.writestr("metadata.json", json.dumps(metadata_json))
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr(WEIGHTS_MEMBER, h5_bytes)
+
+
+def check_suffix(path):
+    if not Path(path).name.endswith(SUFFIXES):
+        raise FormatError(str(path), "Keras weights are named *.weights.h5 (or a whole model *.keras): "
+                                     "Keras' load_weights looks at the suffix")
+
+
+def has_sidecar(path):
+    return False
+
+
+def write(weights, path, spec, metadata, sidecar_path=None):
+    check_suffix(path)
+    if Path(path).name.endswith(".keras"):
+        buf = io.BytesIO()
+        _write_h5(buf, weights, spec, metadata)
+        _write_archive(path, buf.getbuffer(), _keras_config(spec), _keras_metadata(metadata))
+    else:
+        _write_h5(str(path), weights, spec, metadata)
+
+
+def read_metadata(path):
+    with _open(path) as f:
+        meta = {k[len(ATTR_PREFIX):]: (v.decode() if isinstance(v, bytes) else str(v))
+                for k, v in f.attrs.items() if k.startswith(ATTR_PREFIX)}
+    return meta
+
+
+def update_metadata(path, metadata, sidecar_path=None):
+    import h5py
+
+    def set_attrs(f):
+        for k in [k for k in f.attrs if k.startswith(ATTR_PREFIX)]:
+            del f.attrs[k]
+        for k, v in common.flat_metadata(metadata).items():
+            f.attrs[ATTR_PREFIX + k] = v
+
+    if not Path(path).name.endswith(".keras"):
+        with h5py.File(str(path), "a") as f:
+            set_attrs(f)
+        return
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    buf = io.BytesIO(members.pop(WEIGHTS_MEMBER))
+    with h5py.File(buf, "a") as f:
+        set_attrs(f)
+    meta_json = json.loads(members.get("metadata.json", b"{}"))
+    meta_json["crossframe"] = common.flat_metadata(metadata)
+    _write_archive(path, buf.getbuffer(), json.loads(members["config.json"]), meta_json)
+
+
+def runner(path, spec):
+    """``f(x_nhwc) -> logits`` of ``tf_impl.build(spec)`` after plain ``model.load_weights(path)``."""
+    import tf_impl
+
+    model = tf_impl.build(spec)
+    model.load_weights(str(path))
+
+    def run(x):
+        return np.asarray(model(x, training=False), dtype=np.float64)
+    return run

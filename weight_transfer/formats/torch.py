@@ -1,0 +1,267 @@
+"""Format ``torch``: the state_dict of a ``torch_impl`` model, as ``torch.save`` writes it or as safetensors.
+
+``DST.pt``/``.pth``/``.bin`` loads with plain ``model.load_state_dict(torch.load(DST, weights_only=True))``;
+``DST.safetensors`` with ``model.load_state_dict(safetensors.torch.load_file(DST))``. Keys and layouts
+come from the spec alone (no model is built), by the rule ``torch_adapter`` applies to modules:
+
+    <owner>.kernel 4-D (kh, kw, in/g, out)  <->  <owner>.weight (out, in/g, kh, kw)     (nn.Conv2d)
+    <owner>.kernel 2-D (in, out)             <->  <owner>.weight (out, in)               (nn.Linear)
+    <owner>.bias <-> <owner>.bias   bn.scale/bias/mean/var <-> bn.weight/bias/running_mean/running_var
+    + <bn>.num_batches_tracked (int64 scalar): written as 0, optional on reading and ignored.
+
+Metadata: safetensors keep it in the file; a ``torch.save`` file must stay a plain state_dict
+(strict ``load_state_dict``), so its metadata goes to the sidecar ``DST.json``.
+Reading never runs pickled code: ``torch.load(weights_only=True)``; safetensors hold no code at all.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from . import _common as common
+from ._errors import FormatError
+
+NAME = "torch"
+FRAMEWORK = "torch"
+SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+NUM_BATCHES_TRACKED = "num_batches_tracked"
+_BN = {"scale": "weight", "mean": "running_mean", "var": "running_var"}
+_WRAPPER_KEYS = ("state_dict", "model")
+
+
+# -- the layout rule -----------------------------------------------------------------------------
+
+def layout(spec):
+    """``([(canonical name, torch key, kind, torch shape)], [num_batches_tracked keys])`` in spec order.
+
+    kind: ``conv`` (HWIO <-> OIHW), ``dense`` ((in, out) <-> (out, in)) or ``same``.
+    """
+    entries, counters = [], []
+    for t in spec.tensors():
+        owner, leaf = t.name.rsplit(".", 1)
+        shape = tuple(t.shape)
+        if leaf == "kernel" and len(shape) == 4:
+            kind, key, tshape = "conv", f"{owner}.weight", (shape[3], shape[2], shape[0], shape[1])
+        elif leaf == "kernel" and len(shape) == 2:
+            kind, key, tshape = "dense", f"{owner}.weight", (shape[1], shape[0])
+        else:
+            kind, key, tshape = "same", f"{owner}.{_BN.get(leaf, leaf)}", shape
+        entries.append((t.name, key, kind, tshape))
+        if leaf == "var":
+            counters.append(f"{owner}.{NUM_BATCHES_TRACKED}")
+    return entries, counters
+
+
+def to_canonical(state, spec, where):
+    """Canonical weights from a state_dict of numpy arrays; dtypes kept; one error lists every problem.
+
+    Entries are popped from ``state`` as they are converted, so the source is freed progressively.
+    """
+    entries, counters = layout(spec)
+    expected = {key: tshape for _, key, _, tshape in entries}
+    names = {key: name for name, key, _, _ in entries}
+    optional = set(counters)
+    found = {k: tuple(np.shape(v)) for k, v in state.items() if k not in optional}
+    common.check_layout(where, found, expected, names)
+    bad = [f"{k}: {np.shape(v)} {common.dtype_name(np.asarray(v))}, expected an integer scalar"
+           for k, v in state.items() if k in optional
+           and (np.size(v) != 1 or not np.issubdtype(np.asarray(v).dtype, np.integer))]
+    if bad:
+        raise FormatError(where, *bad)
+    common.check_floating(where, {k: state[k] for k in expected})
+    out = {}
+    for name, key, kind, _ in entries:
+        a = state.pop(key)
+        if kind == "conv":
+            a = np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+        elif kind == "dense":
+            a = np.ascontiguousarray(a.T)
+        out[name] = a
+    return out
+
+
+def from_canonical(weights, spec):
+    """``OrderedDict`` of numpy arrays in ``model.state_dict()``'s keys, order and layouts."""
+    entries, counters = layout(spec)
+    out = OrderedDict()
+    for name, key, kind, _ in entries:
+        a = np.asarray(weights[name])
+        if kind == "conv":
+            a = np.ascontiguousarray(a.transpose(3, 2, 0, 1))
+        elif kind == "dense":
+            a = np.ascontiguousarray(a.T)
+        out[key] = a
+        if name.endswith(".var"):
+            out[f"{name.rsplit('.', 1)[0]}.{NUM_BATCHES_TRACKED}"] = np.zeros((), np.int64)
+    return out
+
+
+# -- state_dict files (shared with the torchvision and timm formats) -----------------------------
+
+def _to_numpy(t):
+    """A numpy view of a CPU tensor (bfloat16 through ml_dtypes: numpy has none of its own)."""
+    import torch
+
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(common.bfloat16())
+    return t.numpy()
+
+
+def _to_torch(a):
+    import torch
+
+    a = np.asarray(a)
+    if not a.flags.c_contiguous or not a.flags.writeable:  # torch cannot wrap read-only memory
+        a = np.array(a, order="C", copy=True)
+    if common.dtype_name(a) == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _unwrap(obj, where):
+    import torch
+
+    if not isinstance(obj, dict):
+        raise FormatError(where, f"holds a {type(obj).__name__}, expected a state_dict (a dict of tensors)")
+    if obj and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                return _unwrap(obj[key], f"{where}['{key}']")
+    bad = [f"{k}: a {type(v).__name__}, expected a tensor" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise FormatError(where, *bad[:5], *([f"and {len(bad) - 5} more"] if len(bad) > 5 else []))
+    if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):  # (Distributed)DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _first_line(err):
+    text = str(err).strip()
+    for line in text.splitlines():  # torch's weights_only message: the line that names the culprit
+        if "Unsupported global" in line or "Unsupported operand" in line or "error:" in line.lower():
+            return line.strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
+def read_state_dict(path):
+    """``{key: numpy array}`` (dtypes kept) from a ``torch.save`` file or a ``.safetensors`` file.
+
+    ``torch.load(weights_only=True)`` refuses any pickled object other than tensors and plain
+    containers, so a file that would run code raises a FormatError and runs nothing.
+    """
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise FormatError(where, "no such file")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises its own types for truncated or corrupt files
+            raise FormatError(where, f"not a readable safetensors file ({_first_line(err)})") from None
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise FormatError(where, "refused: it holds pickled objects other than tensors, which could run code "
+                                 f"(nothing was run; torch.load weights_only=True: {_first_line(err)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            TypeError, IndexError, ImportError) as err:
+        raise FormatError(where, f"not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    state = _unwrap(obj, where)
+    return {k: _to_numpy(v) for k, v in state.items()}
+
+
+def write_state_dict(state, path, metadata=None):
+    """Write ``{key: array}`` to ``path`` (not atomic: the caller stages it): safetensors with
+    ``metadata`` (plus ``format: pt``), or a ``torch.save`` state_dict of contiguous tensors."""
+    path = Path(path)
+    if path.name.endswith(".safetensors"):
+        from safetensors.numpy import save_file
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+        save_file(arrays, str(path), metadata={"format": "pt", **common.flat_metadata(metadata)})
+        return
+    import torch
+
+    torch.save(OrderedDict((k, _to_torch(v)) for k, v in state.items()), str(path))
+
+
+def check_suffix(path, for_writing=False):
+    name = Path(path).name
+    if not name.endswith(SUFFIXES):
+        raise FormatError(str(path), f"a PyTorch state_dict file is named *.pt, *.pth, *.bin or *.safetensors")
+
+
+def has_sidecar(path):
+    return not Path(path).name.endswith(".safetensors")
+
+
+# -- the format interface ------------------------------------------------------------------------
+
+def read(path, spec):
+    return to_canonical(read_state_dict(path), spec, where=str(path))
+
+
+def write(weights, path, spec, metadata, sidecar_path=None):
+    """Write ``path`` (a staged temporary); the metadata goes into safetensors or to ``sidecar_path``."""
+    state = from_canonical(weights, spec)
+    if has_sidecar(path):
+        write_state_dict(state, path)
+        common.write_json(sidecar_path, common.flat_metadata(metadata))
+    else:
+        write_state_dict(state, path, metadata)
+
+
+def read_metadata(path):
+    path = Path(path)
+    if has_sidecar(path):
+        return common.read_json(common.sidecar(path))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:
+        raise FormatError(str(path), f"not a readable safetensors file ({_first_line(err)})") from None
+
+
+def update_metadata(path, metadata, sidecar_path=None):
+    """Replace the metadata of a staged file (after --verify measured the error)."""
+    if has_sidecar(path):
+        common.write_json(sidecar_path, common.flat_metadata(metadata))
+    else:
+        common.safetensors_set_metadata(path, {"format": "pt", **common.flat_metadata(metadata)})
+
+
+def load_plain(path):
+    """The file as the plain API reads it (what a user of the file does): a state_dict of tensors."""
+    import torch
+
+    if Path(path).name.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def runner(path, spec):
+    """``f(x_nhwc) -> logits`` of ``torch_impl.build(spec)`` after a strict ``load_state_dict`` of the file."""
+    import torch
+    import torch_impl
+
+    model = torch_impl.build(spec).eval()
+    model.load_state_dict(load_plain(path), strict=True)
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).double().numpy()
+    return run

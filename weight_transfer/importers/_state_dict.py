@@ -1,0 +1,336 @@
+"""PyTorch state_dicts <-> canonical weights, through one name table per library.
+
+A table maps archspec families to rules. Each rule maps a canonical *unit* (a canonical name
+without its leaf: ``stages.1.blocks.0.expand.conv``, ``stages.1.blocks.0.se.reduce``,
+``classifier``) to the foreign module prefix that holds its tensors (``features.2.conv.0.0``).
+The mapping is driven by the spec: every canonical tensor of ``spec.tensors()`` gets its foreign
+key from the first rule that matches its unit, so nothing depends on the order of a state_dict.
+
+Pattern syntax (matched against the whole unit): ``.`` is a literal dot, ``{name}`` matches digits,
+``{name:a|b}`` one of the alternatives. Template syntax: ``{field}``, ``{field+N}``, ``{field-N}``,
+where a field is a pattern group or one of the fields computed from the spec for the block the
+unit belongs to:
+
+    i  stage index        j  block index in its stage      g  block index over all stages
+    k  index of the unit's role among the block's children (IR order: expand, dw, se, project)
+    c  the same index with the SE left out (timm numbers its BNs bn1, bn2, bn3 this way)
+    S  number of stages   B  number of blocks
+
+A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an expand conv) and
+``layout="conv1x1"`` (a canonical dense layer stored as a 1x1 ``nn.Conv2d``, timm MobileNetV3's
+``conv_head``). Leaves and layouts follow the unit's kind:
+
+    conv   kernel -> weight (HWIO <-> OIHW)        bias -> bias
+    dense  kernel -> weight ((in, out) <-> (out, in), or (out, in, 1, 1) with conv1x1)   bias -> bias
+    bn     scale -> weight   bias -> bias   mean -> running_mean   var -> running_var
+           (+ num_batches_tracked: optional on import, dropped; written back as int64 0)
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..canonical import check
+from ..errors import WeightError
+from ..files import atomic_write
+
+NUM_BATCHES_TRACKED = "num_batches_tracked"
+
+_LEAVES = {
+    "conv": {"kernel": "weight", "bias": "bias"},
+    "dense": {"kernel": "weight", "bias": "bias"},
+    "bn": {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"},
+}
+
+# Checkpoint dicts that wrap the state_dict (training scripts, timm's train.py).
+_WRAPPER_KEYS = ("state_dict", "model")
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    template: str
+    when: Optional[str] = None  # "expand" / "no_expand"
+    layout: Optional[str] = None  # "conv1x1": canonical dense stored as a 1x1 conv
+
+    def regex(self):
+        return _compile(self.pattern)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One canonical tensor and its foreign counterpart."""
+
+    canonical: str
+    foreign: str
+    layout: str  # "conv", "dense", "conv1x1", "same"
+    canonical_shape: tuple
+    foreign_shape: tuple
+
+
+_PATTERN_CACHE = {}
+
+
+def _compile(pattern):
+    if pattern not in _PATTERN_CACHE:
+        out, pos = [], 0
+        for m in re.finditer(r"\{(\w+)(?::([^}]*))?\}", pattern):
+            out.append(re.escape(pattern[pos:m.start()]))
+            name, alts = m.group(1), m.group(2)
+            body = "|".join(re.escape(a) for a in alts.split("|")) if alts else r"\d+"
+            out.append(f"(?P<{name}>{body})")
+            pos = m.end()
+        out.append(re.escape(pattern[pos:]))
+        _PATTERN_CACHE[pattern] = re.compile("".join(out))
+    return _PATTERN_CACHE[pattern]
+
+
+def _fill(template, fields, where):
+    def sub(m):
+        name, sign, num = m.group(1), m.group(2), m.group(3)
+        if name not in fields:
+            raise KeyError(f"{where}: template {template!r} uses field {name!r}, which this unit lacks")
+        value = fields[name]
+        if sign:
+            value = int(value) + (int(num) if sign == "+" else -int(num))
+        return str(value)
+
+    return re.sub(r"\{(\w+)(?:([+-])(\d+))?\}", sub, template)
+
+
+def _block_fields(spec):
+    """``{block path: fields}`` for every block inside a ``stages`` layer (path ``<name>.<i>.blocks.<j>``)."""
+    blocks = []
+    for layer in spec.layers:
+        m = re.fullmatch(r"(\w+)\.(\d+)\.blocks\.(\d+)", layer.path)
+        if m:
+            blocks.append((layer, int(m.group(2)), int(m.group(3))))
+    stages = 1 + max((i for _, i, _ in blocks), default=-1)
+    out = {}
+    for g, (layer, i, j) in enumerate(blocks):
+        roles = [role for role, _ in layer.children()]
+        out[layer.path] = {"i": i, "j": j, "g": g, "S": stages, "B": len(blocks), "roles": roles,
+                           "expand": "expand" in roles}
+    return out, {"S": stages, "B": len(blocks)}
+
+
+def _unit_kind(unit, tensors):
+    if unit.endswith(".bn"):
+        return "bn"
+    kernel = tensors.get(f"{unit}.kernel")
+    return "conv" if kernel is not None and len(kernel) == 4 else "dense"
+
+
+def _foreign_shape(shape, layout):
+    if layout == "conv":  # HWIO -> OIHW
+        return (shape[3], shape[2], shape[0], shape[1])
+    if layout == "dense":
+        return (shape[1], shape[0])
+    if layout == "conv1x1":
+        return (shape[1], shape[0], 1, 1)
+    return tuple(shape)
+
+
+def name_table(spec, table, library):
+    """``[Entry]`` for every canonical tensor of ``spec``, in spec order; BN units also get their
+    ``num_batches_tracked`` key in the second value: ``(entries, {bn foreign prefix: canonical unit})``.
+    """
+    rules = table.get(spec.family)
+    if rules is None:
+        raise WeightError(f"{library} names for {spec.name}", other=[
+            f"no {library} name table for archspec family {spec.family!r} (tables: {', '.join(sorted(table))})"])
+    shapes = {t.name: tuple(t.shape) for t in spec.tensors()}
+    block_fields, global_fields = _block_fields(spec)
+    units = {}
+    for name in shapes:
+        units.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    entries, bn_prefixes, unmapped = [], {}, []
+    for unit, names in units.items():
+        fields = dict(global_fields)
+        block = next((p for p in block_fields if unit.startswith(p + ".")), None)
+        if block is not None:
+            bf = block_fields[block]
+            fields.update({k: bf[k] for k in ("i", "j", "g", "S", "B")})
+            role = unit[len(block) + 1:].split(".", 1)[0]
+            if role in bf["roles"]:
+                fields["k"] = bf["roles"].index(role)
+                fields["c"] = [r for r in bf["roles"] if r != "se"].index(role) if role != "se" else None
+        expand = block_fields[block]["expand"] if block is not None else None
+        rule, match = None, None
+        for candidate in rules:
+            m = candidate.regex().fullmatch(unit)
+            if m is None:
+                continue
+            if candidate.when == "expand" and not expand or candidate.when == "no_expand" and expand:
+                continue
+            rule, match = candidate, m
+            break
+        if rule is None:
+            unmapped.append(unit)
+            continue
+        fields.update(match.groupdict())
+        prefix = _fill(rule.template, fields, unit)
+        kind = _unit_kind(unit, shapes)
+        for name in names:
+            leaf = name.rsplit(".", 1)[1]
+            foreign_leaf = _LEAVES[kind].get(leaf)
+            if foreign_leaf is None:
+                unmapped.append(name)
+                continue
+            if leaf == "kernel":
+                layout = rule.layout or kind
+            else:
+                layout = "same"
+            entries.append(Entry(name, f"{prefix}.{foreign_leaf}", layout, shapes[name],
+                                 _foreign_shape(shapes[name], layout)))
+        if kind == "bn":
+            bn_prefixes[prefix] = unit
+    if unmapped:
+        raise WeightError(f"{library} names for {spec.name}", other=[
+            f"no {library} name for canonical {u} (family {spec.family!r})" for u in unmapped])
+    foreign = [e.foreign for e in entries]
+    if len(set(foreign)) != len(foreign):
+        dup = sorted({f for f in foreign if foreign.count(f) > 1})
+        raise WeightError(f"{library} names for {spec.name}", other=[f"two canonical tensors map to {d}" for d in dup])
+    return entries, bn_prefixes
+
+
+def _to_canonical_layout(array, layout):
+    if layout == "conv":  # OIHW -> HWIO
+        return np.transpose(array, (2, 3, 1, 0))
+    if layout == "dense":
+        return np.transpose(array)
+    if layout == "conv1x1":  # (out, in, 1, 1) -> (in, out)
+        return np.transpose(array[:, :, 0, 0])
+    return array
+
+
+def _from_canonical_layout(array, layout):
+    if layout == "conv":  # HWIO -> OIHW
+        return np.transpose(array, (3, 2, 0, 1))
+    if layout == "dense":
+        return np.transpose(array)
+    if layout == "conv1x1":
+        return np.transpose(array)[:, :, None, None]
+    return array
+
+
+def to_canonical(foreign, spec, table, library, where=None):
+    """Foreign ``{key: array}`` -> canonical float32 weights; one WeightError lists every problem."""
+    where = where or f"{library} state_dict"
+    entries, bn_prefixes = name_table(spec, table, library)
+    expected = {e.foreign: e for e in entries}
+    optional = {f"{p}.{NUM_BATCHES_TRACKED}" for p in bn_prefixes}
+    missing = [f"{e.foreign} (canonical {e.canonical})" for e in entries if e.foreign not in foreign]
+    unexpected = [k for k in foreign if k not in expected and k not in optional]
+    mismatched = [(f"{k} (canonical {expected[k].canonical})", tuple(np.shape(v)), expected[k].foreign_shape)
+                  for k, v in foreign.items() if k in expected and tuple(np.shape(v)) != expected[k].foreign_shape]
+    mismatched += [(k, tuple(np.shape(v)), ()) for k, v in foreign.items() if k in optional and np.size(v) != 1]
+    if missing or unexpected or mismatched:
+        raise WeightError(f"{where} for {spec.name}", missing, unexpected, mismatched)
+    out = {}
+    for e in entries:
+        array = _to_canonical_layout(np.asarray(foreign[e.foreign]), e.layout)
+        out[e.canonical] = np.ascontiguousarray(array, dtype=np.float32)
+    return out
+
+
+def from_canonical(canonical, spec, table, library):
+    """Canonical weights -> ``{foreign key: array}`` in the library's names and layouts, with an int64
+    ``num_batches_tracked`` of 0 after every BN (what ``model.state_dict()`` holds)."""
+    check(spec, canonical, where=f"canonical weights for {spec.name}")
+    entries, bn_prefixes = name_table(spec, table, library)
+    last_leaf = {e.foreign.rsplit(".", 1)[0]: e.foreign for e in entries}  # BN: running_var comes last
+    out = {}
+    for e in entries:
+        out[e.foreign] = np.array(_from_canonical_layout(np.asarray(canonical[e.canonical]), e.layout), order="C")
+        prefix = e.foreign.rsplit(".", 1)[0]
+        if prefix in bn_prefixes and last_leaf[prefix] == e.foreign:
+            out[f"{prefix}.{NUM_BATCHES_TRACKED}"] = np.array(0, dtype=np.int64)
+    return out
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+def _tensor_to_numpy(value):
+    import torch
+
+    value = value.detach().cpu()
+    if value.dtype == torch.bfloat16:  # numpy has no bfloat16
+        value = value.float()
+    return value.numpy()
+
+
+def _unwrap(obj, path):
+    """The state_dict inside a checkpoint: the dict itself, or under 'state_dict' / 'model'."""
+    import torch
+
+    if not isinstance(obj, dict):
+        raise WeightError(path, other=[f"holds a {type(obj).__name__}, expected a state_dict (a dict of tensors)"])
+    if not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                return _unwrap(obj[key], f"{path}['{key}']")
+        raise WeightError(path, other=[f"no tensors and none of {list(_WRAPPER_KEYS)}: keys {sorted(map(str, obj))[:8]}"])
+    if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):  # (Distributed)DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def read_state_dict(path):
+    """``{key: numpy array}`` from a PyTorch checkpoint (``.pth``/``.pt``/``.bin``: torch.load with
+    ``weights_only=True``, which refuses any pickled code) or a ``.safetensors`` file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightError(str(path), other=["no such file"])
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+            raise WeightError(str(path), other=[f"not a readable safetensors file ({err})"]) from None
+        return {k: _tensor_to_numpy(v) for k, v in tensors.items()}
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightError(str(path), other=[
+            f"refused: the file holds pickled objects other than tensors (nothing was run): {first}"]) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            TypeError, IndexError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightError(str(path), other=[f"not a readable PyTorch checkpoint ({text})"]) from None
+    state = _unwrap(obj, str(path))
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightError(str(path), other=[f"{k}: a {type(state[k]).__name__}, expected a tensor" for k in bad])
+    return {k: _tensor_to_numpy(v) for k, v in state.items()}
+
+
+def write_state_dict(foreign, path, metadata=None):
+    """Write ``{key: array}`` atomically: ``.safetensors`` (with string ``metadata``) or a ``torch.save``
+    state_dict (``.pth``/``.pt``; a state_dict has no place for metadata, so it is not stored)."""
+    import torch
+
+    # np.array keeps 0-d arrays 0-d (np.ascontiguousarray would make num_batches_tracked shape (1,))
+    tensors = {k: torch.from_numpy(np.array(v, order="C", copy=True)) for k, v in foreign.items()}
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    else:
+        from collections import OrderedDict
+
+        atomic_write(path, lambda tmp: torch.save(OrderedDict(tensors), tmp))

@@ -1,0 +1,524 @@
+"""Keras Applications checkpoints (``keras.applications.X``) <-> canonical weights.
+
+Architectures are the registered ``keras/...`` variants of ``archspec/specs/library_keras.json``;
+each names the Keras function (and ``alpha``) it is. Foreign names are ``<keras layer>/<variable>``,
+Keras 3's own variable paths (``block1a_dwconv/kernel``, ``stem_bn/moving_variance``,
+``predictions/bias``), one table per network family below, driven by ``spec.tensors()``:
+
+    Conv2D           kernel (kh, kw, in, out): canonical as is            bias
+    DepthwiseConv2D  kernel (kh, kw, in, 1) <-> canonical (kh, kw, 1, in)
+    BatchNorm        gamma beta moving_mean moving_variance  <-> bn.scale bn.bias bn.mean bn.var
+    Dense            kernel (in, out), bias
+    1x1 Conv2D head  kernel (1, 1, in, out) <-> dense kernel (in, out)   (MobileNet's conv_preds,
+                     MobileNetV3's conv_2 and logits, on pooled features)
+
+EfficientNet's ``Normalization`` layer (after ``Rescaling(1/255)``) keeps its mean and variance as
+weights; the spec's ``preprocessing`` holds them instead, so they are checked, not imported:
+``keras/EfficientNetBn`` expects the values a fresh ``weights=None`` model holds (mean 0,
+variance 1), ``keras/EfficientNetBn_imagenet`` the ImageNet ones. That layer is the only one
+keras.applications leaves unnamed (its name depends on how many were built before in the process),
+so its keys are ``normalization/{mean,variance,count}`` whatever the layer's name.
+
+Files: ``read`` takes a Keras 3 ``.weights.h5`` (``model.save_weights``), the weights inside a
+``.keras`` archive (read directly from the zip with h5py: no config is deserialised, no code runs)
+or a legacy Keras 2 ``.h5`` weights file (the format of Keras' own ImageNet downloads), all with
+h5py. ``write`` produces a ``.weights.h5`` that ``keras.applications.X(weights=None).load_weights``
+loads: it fills the reference model and lets Keras save it (TensorFlow is needed for writing only).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..canonical import check
+from ..errors import WeightError
+from ..files import FORMAT, _version, atomic_write
+
+LIBRARY = "keras-applications"
+
+# variant -> (family kind, keras.applications function, keyword arguments)
+_ARCHS = {
+    "keras/MobileNet": ("mobilenet", "MobileNet", {"alpha": 1.0}),
+    "keras/MobileNet_075": ("mobilenet", "MobileNet", {"alpha": 0.75}),
+    "keras/MobileNet_050": ("mobilenet", "MobileNet", {"alpha": 0.5}),
+    "keras/MobileNet_025": ("mobilenet", "MobileNet", {"alpha": 0.25}),
+    "keras/MobileNetV2": ("mobilenet_v2", "MobileNetV2", {"alpha": 1.0}),
+    "keras/MobileNetV2_035": ("mobilenet_v2", "MobileNetV2", {"alpha": 0.35}),
+    "keras/MobileNetV2_050": ("mobilenet_v2", "MobileNetV2", {"alpha": 0.5}),
+    "keras/MobileNetV2_075": ("mobilenet_v2", "MobileNetV2", {"alpha": 0.75}),
+    "keras/MobileNetV2_130": ("mobilenet_v2", "MobileNetV2", {"alpha": 1.3}),
+    "keras/MobileNetV2_140": ("mobilenet_v2", "MobileNetV2", {"alpha": 1.4}),
+    "keras/MobileNetV3Small": ("mobilenet_v3", "MobileNetV3Small", {}),
+    "keras/MobileNetV3Large": ("mobilenet_v3", "MobileNetV3Large", {}),
+    **{f"keras/EfficientNetB{i}{suffix}": ("efficientnet", f"EfficientNetB{i}", {})
+       for i in range(8) for suffix in ("", "_imagenet")},
+    "keras/ResNet50": ("resnet", "ResNet50", {}),
+    "keras/ResNet101": ("resnet", "ResNet101", {}),
+    "keras/ResNet152": ("resnet", "ResNet152", {}),
+}
+
+# Top-level layers: canonical path -> (conv layer, BN layer) or, for dense layers, (layer, is a 1x1 conv).
+_TOP = {
+    "mobilenet": {"stem": ("conv1", "conv1_bn"), "classifier": ("conv_preds", True)},
+    "mobilenet_v2": {"stem": ("Conv1", "bn_Conv1"), "head": ("Conv_1", "Conv_1_bn"),
+                     "classifier": ("predictions", False)},
+    "mobilenet_v3": {"stem": ("conv", "conv_bn"), "head": ("conv_1", "conv_1_bn"), "head_fc": ("conv_2", True),
+                     "classifier": ("logits", True)},
+    "efficientnet": {"stem": ("stem_conv", "stem_bn"), "head": ("top_conv", "top_bn"),
+                     "classifier": ("predictions", False)},
+    "resnet": {"stem": ("conv1_conv", "conv1_bn"), "classifier": ("predictions", False)},
+}
+
+
+def _block_prefix(kind, stage, block, index):
+    """Keras' name prefix of block ``block`` of stage ``stage`` (``index``: its number over all stages)."""
+    if kind == "mobilenet":
+        return f"{index + 1}"
+    if kind == "mobilenet_v2":
+        return "expanded_conv_" if index == 0 else f"block_{index}_"
+    if kind == "mobilenet_v3":
+        return "expanded_conv_" if index == 0 else f"expanded_conv_{index}_"
+    if kind == "efficientnet":
+        return f"block{stage + 1}{chr(ord('a') + block)}_"
+    if kind == "resnet":
+        return f"conv{stage + 2}_block{block + 1}_"
+    raise ValueError(kind)
+
+
+def _child_names(kind, prefix, role):
+    """Keras layer names of a block's child: (conv, BN) or, for the SE, (reduce, expand)."""
+    p = prefix
+    table = {
+        "mobilenet": {"dw": (f"conv_dw_{p}", f"conv_dw_{p}_bn"), "pw": (f"conv_pw_{p}", f"conv_pw_{p}_bn")},
+        "mobilenet_v2": {"expand": (p + "expand", p + "expand_BN"), "dw": (p + "depthwise", p + "depthwise_BN"),
+                         "project": (p + "project", p + "project_BN")},
+        "mobilenet_v3": {"expand": (p + "expand", p + "expand_bn"), "dw": (p + "depthwise", p + "depthwise_bn"),
+                         "se": (p + "squeeze_excite_conv", p + "squeeze_excite_conv_1"),
+                         "project": (p + "project", p + "project_bn")},
+        "efficientnet": {"expand": (p + "expand_conv", p + "expand_bn"), "dw": (p + "dwconv", p + "bn"),
+                         "se": (p + "se_reduce", p + "se_expand"), "project": (p + "project_conv", p + "project_bn")},
+        "resnet": {"conv1": (p + "1_conv", p + "1_bn"), "conv2": (p + "2_conv", p + "2_bn"),
+                   "conv3": (p + "3_conv", p + "3_bn"), "shortcut": (p + "0_conv", p + "0_bn")},
+    }[kind]
+    if role not in table:
+        raise ValueError(f"{kind}: no Keras name for a block's {role!r}")
+    return table[role]
+
+
+_BN_VARS = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+_NORMALIZATION = ("normalization/mean", "normalization/variance", "normalization/count")
+
+
+# -- the name table -----------------------------------------------------------------------------
+
+def _arch(spec_or_name):
+    name = spec_or_name if isinstance(spec_or_name, str) else spec_or_name.name
+    if name not in _ARCHS:
+        raise ValueError(f"{name!r} is not a Keras Applications architecture: expected one of "
+                         f"{', '.join(sorted(_ARCHS))}")
+    return _ARCHS[name]
+
+
+def _conv_entries(layer, conv_name, bn_name):
+    """(canonical, foreign, layout) for a ConvBNAct's tensors."""
+    depthwise = layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+    if layer.groups > 1 and not depthwise:
+        raise ValueError(f"{layer.path}: grouped convolutions have no Keras Applications counterpart")
+    out = [(f"{layer.path}.conv.kernel", f"{conv_name}/kernel", "depthwise" if depthwise else "same")]
+    if layer.bias:
+        out.append((f"{layer.path}.conv.bias", f"{conv_name}/bias", "same"))
+    if layer.bn is not None:
+        out += [(f"{layer.path}.bn.{leaf}", f"{bn_name}/{var}", "same") for leaf, var in _BN_VARS.items()]
+    return out
+
+
+def _table(spec):
+    """``[(canonical name, foreign key, layout)]`` in ``spec.tensors()`` order; layout: same, depthwise, conv1x1."""
+    kind = _arch(spec)[0]
+    top = _TOP[kind]
+    entries, index = [], 0
+    for layer in spec.layers:
+        if not layer.tensors():
+            continue
+        match = re.fullmatch(r"[A-Za-z_]\w*\.(\d+)\.blocks\.(\d+)", layer.path)
+        if match:
+            prefix = _block_prefix(kind, int(match.group(1)), int(match.group(2)), index)
+            index += 1
+            for role, child in layer.children():
+                first, second = _child_names(kind, prefix, role)
+                if child.kind == "squeeze_excite":
+                    entries += [(f"{child.path}.{part}.{leaf}", f"{keras_name}/{leaf}", "same")
+                                for part, keras_name in (("reduce", first), ("expand", second))
+                                for leaf in ("kernel", "bias")]
+                else:
+                    entries += _conv_entries(child, first, second)
+        elif layer.path in top and layer.kind == "conv_bn_act":
+            entries += _conv_entries(layer, *top[layer.path])
+        elif layer.path in top and layer.kind == "dense":
+            keras_name, conv1x1 = top[layer.path]
+            entries.append((f"{layer.path}.kernel", f"{keras_name}/kernel", "conv1x1" if conv1x1 else "same"))
+            if layer.bias:
+                entries.append((f"{layer.path}.bias", f"{keras_name}/bias", "same"))
+        else:
+            raise ValueError(f"{spec.name}: layer {layer.path!r} ({layer.kind}) has no Keras Applications name")
+    return entries
+
+
+def _to_foreign_shape(shape, layout):
+    if layout == "depthwise":
+        return (shape[0], shape[1], shape[3], shape[2])
+    if layout == "conv1x1":
+        return (1, 1, *shape)
+    return tuple(shape)
+
+
+def _to_canonical_array(a, layout, shape):
+    if layout == "depthwise":  # (kh, kw, in, 1) -> (kh, kw, 1, in)
+        a = a.transpose(0, 1, 3, 2)
+    elif layout == "conv1x1":
+        a = a.reshape(shape)
+    return np.array(a, dtype=np.float32, order="C", copy=True)
+
+
+def _from_canonical_array(a, layout):
+    a = np.asarray(a, dtype=np.float32)
+    if layout == "depthwise":
+        a = a.transpose(0, 1, 3, 2)
+    elif layout == "conv1x1":
+        a = a.reshape(1, 1, *a.shape)
+    return np.ascontiguousarray(a)
+
+
+# -- EfficientNet's Normalization layer -----------------------------------------------------------
+
+def _preprocess(spec):
+    layers = [layer for layer in spec.layers if layer.kind == "preprocess"]
+    return layers[0] if layers else None
+
+
+def _normalization(spec):
+    """``(mean, std)`` (float64, per channel) the Normalization layer stands for, from the spec.
+
+    Keras: ``x * (1/255)`` then ``(x - mean) / sqrt(variance)``; ours: ``x * multiplier + addend`` with
+    ``multiplier = (1/255) / std`` and ``addend = -mean / std``.
+    """
+    pre = _preprocess(spec)
+    if pre is None:
+        raise ValueError(f"{spec.name}: an EfficientNet spec needs its preprocessing (rescale 1/255, mean, std)")
+    multiplier = np.asarray(pre.multiplier, dtype=np.float64)
+    addend = np.asarray(pre.addend, dtype=np.float64)
+    std = (1.0 / 255.0) / multiplier
+    return -addend * std, std
+
+
+def normalization_values(spec):
+    """``{normalization/mean, /variance, /count}`` of a ``weights=None`` model computing ``spec``'s function."""
+    mean, std = _normalization(spec)
+    return {"normalization/mean": np.asarray(mean, np.float32),
+            "normalization/variance": np.asarray(std * std, np.float32),
+            "normalization/count": np.asarray(0, np.int64)}
+
+
+def _check_normalization(foreign, spec):
+    """Problems (text) with the file's Normalization statistics, given the spec's preprocessing."""
+    mean, std = _normalization(spec)
+    found_mean = np.asarray(foreign["normalization/mean"], np.float64).ravel()
+    found_var = np.asarray(foreign["normalization/variance"], np.float64).ravel()
+    if found_mean.shape != mean.shape or found_var.shape != std.shape:
+        return []  # reported as a shape mismatch
+    close = lambda a, b: np.allclose(a, b, rtol=1e-5, atol=1e-7)  # noqa: E731
+    # variance = std**2: a weights=None model; variance = std: saved from weights='imagenet', whose model
+    # adds Rescaling(1/sqrt(std)) (no weights) after the Normalization layer.
+    if close(found_mean, mean) and (close(found_var, std * std) or close(found_var, std)):
+        return []
+    return [f"normalization: the file's Normalization layer holds mean={found_mean.round(6).tolist()}, "
+            f"variance={found_var.round(6).tolist()}; spec {spec.name} expects mean={mean.round(6).tolist()} and "
+            f"variance={(std * std).round(6).tolist()} (or {std.round(6).tolist()}, as saved from "
+            f"weights='imagenet'). Pick the variant whose preprocessing matches: "
+            f"{spec.name.removesuffix('_imagenet')} (mean 0, variance 1: never adapted) or "
+            f"{spec.name.removesuffix('_imagenet')}_imagenet (ImageNet mean and std)"]
+
+
+# -- the interface --------------------------------------------------------------------------------
+
+def architectures():
+    """Registered archspec variants that are Keras Applications models (``keras/EfficientNetB0`` ...)."""
+    import archspec
+
+    return [name for name in archspec.list_variants() if name in _ARCHS]
+
+
+def build_reference(arch, input_size=None, num_classes=None):
+    """``keras.applications.X(weights=None, classifier_activation=None, input_shape=(s, s, 3))``.
+
+    ``s`` is ``input_size`` or the spec's. For ``keras/EfficientNetBn_imagenet`` the Normalization
+    layer is set to the ImageNet mean and variance std**2, the function ``weights='imagenet'`` computes.
+    """
+    import archspec
+    from crossframe.frameworks import import_tf
+
+    kind, function, kwargs = _arch(arch)
+    spec = archspec.load(arch) if input_size is None else archspec.load(arch, input_size=input_size)
+    _, keras = import_tf()
+    size = spec.input_shape[0]
+    model = getattr(keras.applications, function)(
+        weights=None, classifier_activation=None, input_shape=(size, size, spec.input_shape[2]),
+        classes=num_classes or spec.num_classes, **kwargs)
+    if kind == "efficientnet":
+        values = normalization_values(spec)
+        layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
+        for variable in layer.weights:
+            variable.assign(values[f"normalization/{variable.name}"])
+    return model
+
+
+def foreign_names(spec):
+    """``{foreign key: shape}`` of every weight a Keras file of ``spec`` holds, in spec order."""
+    out = {foreign: _to_foreign_shape(shape, layout) for (_, foreign, layout), shape in
+           zip(_table(spec), (t.shape for t in spec.tensors()))}
+    if _arch(spec)[0] == "efficientnet":
+        c = spec.input_shape[2]
+        out.update({"normalization/mean": (c,), "normalization/variance": (c,), "normalization/count": ()})
+    return out
+
+
+def to_canonical(foreign, spec, where="keras-applications weights"):
+    """Canonical weights from ``{'<keras layer>/<variable>': array}``; one WeightError lists every problem."""
+    table = _table(spec)
+    shapes = {t.name: tuple(t.shape) for t in spec.tensors()}
+    if [c for c, _, _ in table] != list(shapes):
+        raise ValueError(f"{spec.name}: the Keras name table is out of step with spec.tensors()")
+    want = foreign_names(spec)
+    missing = [k for k in want if k not in foreign]
+    unexpected = [k for k in foreign if k not in want]
+    mismatched = [(k, tuple(np.shape(foreign[k])), want[k]) for k in want
+                  if k in foreign and tuple(np.shape(foreign[k])) != want[k]]
+    other = []
+    if "normalization/mean" in want and not any(k in missing for k in _NORMALIZATION[:2]):
+        other = _check_normalization(foreign, spec)
+    if missing or unexpected or mismatched or other:
+        raise WeightError(where, missing, unexpected, mismatched, other)
+    out = {canonical: _to_canonical_array(np.asarray(foreign[key]), layout, shapes[canonical])
+           for canonical, key, layout in table}
+    check(spec, out, where=where)
+    return out
+
+
+def from_canonical(canonical, spec):
+    """The exact inverse of :func:`to_canonical`: Keras names and layouts (float32), bit for bit.
+
+    EfficientNet's Normalization statistics come from the spec (:func:`normalization_values`).
+    """
+    check(spec, canonical, where="canonical weights")
+    out = {key: _from_canonical_array(canonical[name], layout) for name, key, layout in _table(spec)}
+    if _arch(spec)[0] == "efficientnet":
+        out.update(normalization_values(spec))
+    return out
+
+
+# -- reading files ------------------------------------------------------------------------------
+
+_CLASS_VARS = {  # Keras 3 saves a layer's variables as vars/0, vars/1 ... in this order
+    "conv2d": ("kernel", "bias"), "depthwise_conv2d": ("kernel", "bias"), "dense": ("kernel", "bias"),
+    "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "normalization": ("mean", "variance", "count"),
+}
+
+
+def _class_of(group_name):
+    """``batch_normalization_12`` -> ``batch_normalization`` (Keras 3 names h5 groups by class, numbered)."""
+    return re.sub(r"_\d+$", "", group_name)
+
+
+def _read_keras3(f, spec, path):
+    layers = f["layers"]
+    names, unnamed = {}, []
+    for group_name in layers:
+        vars_group = layers[group_name].get("vars")
+        if vars_group is None or not len(vars_group):
+            continue
+        name = vars_group.attrs.get("name")
+        if name is None:
+            unnamed.append(group_name)
+        names[group_name] = name.decode() if isinstance(name, bytes) else name
+    if unnamed:  # written by a Keras 3 that did not record layer names: rebuild the group -> layer map
+        names.update({g: n for g, n in _group_names(spec).items() if g in unnamed})
+    out = {}
+    for group_name, layer_name in names.items():
+        cls = _class_of(group_name)
+        if cls == "normalization":
+            layer_name = "normalization"
+        if layer_name is None:
+            layer_name = group_name
+        vars_group = layers[group_name]["vars"]
+        var_names = _CLASS_VARS.get(cls, ())
+        for key in sorted(vars_group, key=lambda k: int(k) if k.isdigit() else 1 << 30):
+            i = int(key) if key.isdigit() else -1
+            var = var_names[i] if 0 <= i < len(var_names) else f"vars/{key}"
+            out[f"{layer_name}/{var}"] = np.asarray(vars_group[key])
+    own = f.get("vars")
+    for key in (own or {}):
+        out[f"<model>/vars/{key}"] = np.asarray(own[key])
+    return out
+
+
+def _attribute(group, name):
+    """A list attribute, which Keras splits into ``name0``, ``name1`` ... when it is large."""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            values.extend(group.attrs[f"{name}{i}"])
+            i += 1
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _is_legacy(f):
+    group = f["model_weights"] if "model_weights" in f else f
+    return bool(_attribute(group, "layer_names"))
+
+
+def _read_legacy(f):
+    """Keras 2 / tf.keras ``.h5`` weights (``layer_names`` and ``weight_names`` attributes)."""
+    if "model_weights" in f:
+        f = f["model_weights"]
+    out = {}
+    for layer_name in _attribute(f, "layer_names"):
+        group = f[layer_name]
+        for weight_name in _attribute(group, "weight_names"):
+            var = weight_name.split("/")[-1].split(":")[0]
+            var = "kernel" if var == "depthwise_kernel" else var
+            key_layer = "normalization" if re.fullmatch(r"normalization(_\d+)?", layer_name) else layer_name
+            out[f"{key_layer}/{var}"] = np.asarray(group[weight_name])
+    return out
+
+
+def _group_names(spec):
+    """``{h5 group: layer name}`` as Keras 3 numbers a model's layers by class (files without names)."""
+    from keras.src.utils.naming import to_snake_case
+
+    model = build_reference(spec.name, input_size=spec.input_shape[0], num_classes=spec.num_classes)
+    used, out = {}, {}
+    for layer in model.layers:
+        base = to_snake_case(type(layer).__name__)
+        if base in used:
+            used[base] += 1
+            group = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            group = base
+        out[group] = layer.name
+    return out
+
+
+def read_foreign(path, spec=None):
+    """``{'<keras layer>/<variable>': array}`` of a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightError(str(path), other=["no such file"])
+    try:
+        if zipfile.is_zipfile(path):  # .keras: read model.weights.h5 from the archive, nothing else
+            with zipfile.ZipFile(path) as archive:
+                if "model.weights.h5" not in archive.namelist():
+                    raise WeightError(str(path), other=["a zip archive without model.weights.h5 (not a .keras file)"])
+                source = io.BytesIO(archive.read("model.weights.h5"))
+        else:
+            source = str(path)
+        with h5py.File(source, "r") as f:
+            if "layers" in f:
+                return _read_keras3(f, spec, path)
+            if _is_legacy(f):
+                return _read_legacy(f)
+            raise WeightError(str(path), other=["an HDF5 file that holds no Keras weights (no 'layers' group, "
+                                                "no 'layer_names' attribute)"])
+    except WeightError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError) as err:
+        raise WeightError(str(path), other=[f"not a readable Keras weights file ({type(err).__name__}: {err})"]) \
+            from None
+
+
+def read(path, spec):
+    """Canonical weights of ``spec`` from a Keras weights file (see :func:`read_foreign`)."""
+    _arch(spec)
+    return to_canonical(read_foreign(path, spec), spec, where=str(path))
+
+
+# -- writing files ------------------------------------------------------------------------------
+
+def _key(layer, variable):
+    name = "normalization" if type(layer).__name__ == "Normalization" else layer.name
+    return f"{name}/{variable.name}"
+
+
+def model_weights(model):
+    """``{'<keras layer>/<variable>': array}`` of a keras.applications model (no file involved)."""
+    return {_key(layer, v): np.array(v.numpy(), copy=True) for layer in model.layers for v in layer.weights}
+
+
+def assign(model, foreign, where="keras-applications weights"):
+    """Set a keras.applications model's variables from foreign weights; every variable, or a WeightError."""
+    pairs, missing, mismatched = [], [], []
+    seen = set()
+    for layer in model.layers:
+        for variable in layer.weights:
+            key = _key(layer, variable)
+            seen.add(key)
+            if key not in foreign:
+                missing.append(key)
+            elif tuple(np.shape(foreign[key])) != tuple(variable.shape):
+                mismatched.append((key, tuple(np.shape(foreign[key])), tuple(variable.shape)))
+            else:
+                pairs.append((variable, foreign[key]))
+    unexpected = [k for k in foreign if k not in seen]
+    if missing or unexpected or mismatched:
+        raise WeightError(f"{where} (into {model.name})", missing, unexpected, mismatched)
+    for variable, value in pairs:
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    return model
+
+
+def write(canonical, path, spec, metadata=None):
+    """Write a ``.weights.h5`` that ``keras.applications.X(weights=None).load_weights(path)`` loads.
+
+    The file is Keras' own (``save_weights`` of the reference model holding these weights), written
+    atomically; ``metadata`` and the spec's name and hash go to root attributes ``crossframe.*``,
+    which Keras ignores.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"{path}: Keras loads weights from a file named *.weights.h5")
+    foreign = from_canonical(canonical, spec)
+    model = build_reference(spec.name, input_size=spec.input_shape[0], num_classes=spec.num_classes)
+    assign(model, foreign, where=str(path))
+    meta = {"format": f"{FORMAT} -> {LIBRARY}", "crossframe_version": _version(), "spec_name": spec.name,
+            "spec_hash": spec.spec_hash, **{k: str(v) for k, v in (metadata or {}).items()}}
+
+    def save(tmp):
+        keras_path = f"{tmp}.weights.h5"  # Keras insists on the suffix
+        try:
+            model.save_weights(keras_path)
+            with h5py.File(keras_path, "a") as f:
+                for k, v in meta.items():
+                    f.attrs[f"crossframe.{k}"] = v
+            os.replace(keras_path, tmp)
+        finally:
+            if os.path.exists(keras_path):
+                os.unlink(keras_path)
+
+    atomic_write(path, save)
+
+
+__all__ = ["LIBRARY", "architectures", "build_reference", "to_canonical", "from_canonical", "read", "write",
+           "read_foreign", "foreign_names", "model_weights", "assign", "normalization_values"]
