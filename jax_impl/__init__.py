@@ -15,10 +15,10 @@ from .batchnorm import BatchNorm
 from .blocks import BasicBlock, Bottleneck, DepthwiseSeparable, InvertedResidual, ShuffleUnit, channel_shuffle
 from .layers import (Activation, ConvBNAct, Dense, Dropout, Flatten, GlobalPool, Pool, Preprocess,
                      SqueezeExcite)
-from .network import RENDERERS, Network, build, count_params, init, intermediates
+from .network import RENDERERS, Network, build, count_params, init, intermediates, shapes
 
 __all__ = [
-    "build", "init", "intermediates", "count_params", "Network", "RENDERERS", "ACTIVATIONS",
+    "build", "init", "shapes", "intermediates", "count_params", "Network", "RENDERERS", "ACTIVATIONS",
     "ConvBNAct", "SqueezeExcite", "DepthwiseSeparable", "InvertedResidual", "BasicBlock", "Bottleneck",
     "ShuffleUnit", "Pool", "GlobalPool", "Flatten", "Dense", "Dropout", "Activation", "Preprocess",
     "BatchNorm", "channel_shuffle",

@@ -48,7 +48,8 @@ class BatchNorm(nn.Module):
                 elif bn.running_var == "biased":
                     batch_var = var
                 else:
-                    raise ValueError(f"{self._where()}: running_var {bn.running_var!r}, expected 'unbiased' or 'biased'")
+                    raise ValueError(f"{self._where()}: running_var {bn.running_var!r}, "
+                                     "expected 'unbiased' or 'biased'")
                 running_mean.value = bn.decay * running_mean.value + (1.0 - bn.decay) * mean
                 running_var.value = bn.decay * running_var.value + (1.0 - bn.decay) * batch_var
         else:

@@ -4,7 +4,7 @@ Flax accepts dots in module names, so the child for layer ``stages.0.blocks.1`` 
 that and ``'.'.join`` of a variable's key path is its canonical weight name.
 """
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -101,6 +101,12 @@ def _init_jit(module, rng, input_shape):
     abstract = _plain(abstract)
     variables = {"params": abstract.get("params", {}), "batch_stats": abstract.get("batch_stats", {})}
     return initializers.fill(variables, rng)
+
+
+@lru_cache(maxsize=16)
+def shapes(module: Network):
+    """The ``jax.ShapeDtypeStruct`` tree ``init(module, key)`` returns (traced once per module, nothing run)."""
+    return jax.eval_shape(lambda key: init(module, key), jax.random.PRNGKey(0))
 
 
 def intermediates(module: Network, variables, x):

@@ -3,6 +3,11 @@
 import os
 
 os.environ.setdefault("CROSSFRAME_PROGRESS", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker: the suite runs one worker per core, and oversubscribed framework
+    # thread pools made small convolutions ~10x slower on 2 cores.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(var, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 try:  # the order matters: see crossframe/frameworks.py
@@ -12,20 +17,40 @@ except ImportError:
 
 import pytest  # noqa: E402
 
-_PARITY_RECORDS = []
+class _Report(list):
+    """Parity records of one test, kept on the test's report (so they survive pytest-xdist workers)."""
+
+    def __init__(self, node):
+        super().__init__()
+        self._node = node
+
+    def append(self, record):
+        super().append(record)
+        self._node.user_properties.append(("parity", record.as_dict()))
+
+    def extend(self, records):
+        for r in records:
+            self.append(r)
 
 
 @pytest.fixture
-def parity_report():
+def parity_report(request):
     """Append parity records here; the session ends with their table (rel error beside the f64 floor)."""
-    return _PARITY_RECORDS
+    return _Report(request.node)
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _PARITY_RECORDS:
-        return
+    from crossframe.parity import Record
     from crossframe.parity.table import format_table
 
+    records = []
+    for key in ("passed", "failed"):
+        for report in terminalreporter.stats.get(key, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "parity" and getattr(report, "when", "call") == "call":
+                    records.append(Record(**value))
+    if not records:
+        return
     terminalreporter.section("parity (rel = max|a-b|/max|ref|; floor = torch float32 vs float64)")
-    for line in format_table(_PARITY_RECORDS).splitlines()[:-2]:
+    for line in format_table(records).splitlines()[:-2]:
         terminalreporter.write_line(line)

@@ -10,7 +10,6 @@ Bad files (truncated, keys missing or extra, wrong shapes, a pickle that would r
 with one WeightError. The helpers here are shared with tests/test_import_timm.py.
 """
 
-import collections
 import os
 import pickle
 import zipfile
@@ -23,6 +22,7 @@ pytest.importorskip("torchvision")
 
 import archspec  # noqa: E402
 import torch_impl  # noqa: E402
+from crossframe.parity import Record  # noqa: E402
 from crossframe.parity.metrics import rel_error  # noqa: E402
 from weight_transfer import WeightError, importers, torch_adapter  # noqa: E402
 
@@ -30,8 +30,6 @@ torch.set_num_threads(1)  # much faster than the default on a loaded machine
 
 TOLERANCE = 1e-5
 RESIDUAL_GAIN = 0.2  # as crossframe.parity.calibrate: trained residual branches are small
-
-Record = collections.namedtuple("Record", "network mode pair rel floor tolerance passed worst")
 
 LIB = importers.get("torchvision")
 
@@ -50,6 +48,12 @@ FRAMEWORKS = [("torchvision/resnet18", 193), ("torchvision/mobilenet_v3_small", 
 
 def params(archs, heavy=()):
     return [pytest.param(a, marks=pytest.mark.heavy) if a in heavy else a for a in archs]
+
+
+def skip_unless_selected(request):
+    """Heavy cases run only when asked for (``-m heavy``); the default suite skips them, saying so."""
+    if request.node.get_closest_marker("heavy") and "heavy" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("full-resolution large network: run with -m heavy")
 
 
 # -- helpers (also used by test_import_timm.py) --------------------------------------------------
@@ -145,11 +149,11 @@ def check_torch_parity(prep, size, parity_report):
     with torch.no_grad():
         got = ours(x).numpy()
     rel = rel_error(got, ref)
-    parity_report.append(Record(f"{prep.arch}@{size}", "eval", f"{prep.lib.LIBRARY}->torch", rel, floor,
-                                TOLERANCE, rel <= TOLERANCE, "logits"))
+    parity_report.append(Record(network=f"{prep.arch}@{size}", mode="eval", pair=f"{prep.lib.LIBRARY}->torch",
+                                rel=rel, floor=floor, tolerance=TOLERANCE, worst="logits", passed=rel <= TOLERANCE))
     print(f"{prep.arch} @ {size}: rel {rel:.2e} (floor {floor:.2e})")
     assert rel <= TOLERANCE, f"{prep.arch} @ {size}: rel {rel:.3e} > {TOLERANCE} (f64 floor {floor:.1e})"
-    return spec, canonical, x, ref
+    return spec, canonical, x, ref, floor
 
 
 def check_round_trip(prep, directory):
@@ -183,26 +187,29 @@ def check_round_trip(prep, directory):
             assert torch.equal(written[key], expect), key
         again = prep.lib.read(path, prep.spec)
         assert all(np.array_equal(again[k], canonical[k]) for k in canonical)
-    prep.model.load_state_dict(torch.load(directory / "round_trip.pth", weights_only=True))  # loadable as is
+    from safetensors.torch import save_file  # the library's state_dict as a hub-style .safetensors file
+
+    save_file({k: v.contiguous() for k, v in prep.model.state_dict().items()}, str(directory / "hub.safetensors"))
+    again = prep.lib.read(directory / "hub.safetensors", prep.spec)
+    assert all(np.array_equal(again[k], canonical[k]) for k in canonical)
+    written = torch.load(directory / "round_trip.pth", weights_only=True)
+    assert written._metadata == prep.model.state_dict()._metadata  # module versions, as torch.save keeps them
+    prep.model.load_state_dict(written)  # loadable by the library as is (MNASNet checks its version)
 
 
 def check_other_frameworks(prep, size, parity_report):
     """The same canonical weights in our Keras and Flax models agree with the library's logits."""
-    spec, canonical, x, ref = check_torch_parity(prep, size, parity_report)
+    spec, canonical, x, ref, floor = check_torch_parity(prep, size, parity_report)
     from crossframe.frameworks import import_tf  # after torch/torchvision/timm: see crossframe/frameworks.py
 
     import_tf()
-    import dataclasses
-
     import jax
     import jax_impl
     import tf_impl
     from weight_transfer import flax_adapter, keras_adapter
 
     x_nhwc = np.ascontiguousarray(np.moveaxis(x.numpy(), 1, -1))
-    # Keras 3 refuses '/' in a model name ('torchvision/resnet18'): build under a Keras-safe name.
-    keras_spec = dataclasses.replace(spec, name=spec.name.replace("/", "__"))
-    keras_model = tf_impl.build(keras_spec)
+    keras_model = tf_impl.build(spec)
     keras_adapter.to_keras(keras_model, canonical)
     got_tf = np.asarray(keras_model(x_nhwc, training=False))
     module = jax_impl.build(spec)
@@ -211,8 +218,9 @@ def check_other_frameworks(prep, size, parity_report):
         got_jax = np.asarray(module.apply(variables, x_nhwc, train=False))
     for pair, got in (("keras", got_tf), ("flax", got_jax)):
         rel = rel_error(got, ref)
-        parity_report.append(Record(f"{prep.arch}@{size}", "eval", f"{prep.lib.LIBRARY}->{pair}", rel, 0.0,
-                                    TOLERANCE, rel <= TOLERANCE, "logits"))
+        parity_report.append(Record(network=f"{prep.arch}@{size}", mode="eval", pair=f"{prep.lib.LIBRARY}->{pair}",
+                                    rel=rel, floor=floor, tolerance=TOLERANCE, worst="logits",
+                                    passed=rel <= TOLERANCE))
         print(f"{prep.arch} @ {size} in {pair}: rel {rel:.2e}")
         assert rel <= TOLERANCE, f"{prep.arch} @ {size} in {pair}: rel {rel:.3e} > {TOLERANCE}"
 
@@ -275,7 +283,7 @@ def check_bad_files(lib, arch, directory):
         lib.read(malicious, spec)
     assert not marker.exists(), "unpickling ran code"
     raw = directory / "malicious_raw.pth"
-    raw.write_bytes(pickle.dumps(_Evil(str(marker))))  # a legacy (non-zip) pickle file
+    raw.write_bytes(pickle.dumps(_Evil(str(marker)), protocol=2))  # a legacy (non-zip) pickle file
     with pytest.raises(WeightError):
         lib.read(raw, spec)
     assert not marker.exists(), "unpickling ran code"
@@ -309,8 +317,23 @@ def test_architectures_are_registered_variants():
         importers.get("caffe")
 
 
+def test_conventions_match_torchvision():
+    """BN eps/momentum and parameter count of every variant, read from the built torchvision model."""
+    for arch in LIB.architectures():
+        spec = archspec.load(arch)
+        with torch.device("meta"):
+            model = LIB.build_reference(arch)
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        bn = spec.convention("batch_norm")
+        assert {m.eps for m in bns} == {bn.eps}, arch
+        assert {round(m.momentum, 12) for m in bns} == {round(bn.momentum, 12)}, arch
+        assert spec.params == sum(p.numel() for p in model.parameters()), arch
+        assert spec.convention("padding") == "symmetric"
+
+
 @pytest.mark.parametrize("arch", params(LIB.architectures(), HEAVY))
-def test_import_parity_native_resolution(arch, ckpt_dir, parity_report):
+def test_import_parity_native_resolution(arch, ckpt_dir, parity_report, request):
+    skip_unless_selected(request)
     prep = Prepared.get(LIB, arch, ckpt_dir)
     check_torch_parity(prep, prep.spec.input_shape[0], parity_report)
     check_round_trip(prep, ckpt_dir)

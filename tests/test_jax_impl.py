@@ -62,6 +62,13 @@ def flat_shapes(variables):
     return {k: v.shape for k, v in wt.from_flax(variables).items()}
 
 
+def dotted_shapes(variables):
+    """``{'.'.join(key path): shape}`` over both collections: the canonical names, read straight off."""
+    return {".".join(str(k.key) for k in path): tuple(leaf.shape)
+            for collection in ("params", "batch_stats")
+            for path, leaf in jax.tree_util.tree_flatten_with_path(variables[collection])[0]}
+
+
 def tiny_spec(layers, input_shape, name="tiny"):
     return ir.Spec(name=name, family="test", source="<test>", input_shape=tuple(input_shape),
                    num_classes=layers[-1].out_shape[-1], layers=tuple(layers))
@@ -83,34 +90,51 @@ _apply_train = jax.jit(lambda m, v, x: m.apply(v, x, train=True, mutable=["batch
 # Every variant: structure, parameter count, canonical names, output shape, weight round trips.
 
 
+def quick_weights(spec, seed=1):
+    """Canonical weights for round trips: float32 normals, cheaper than wt.random_weights for 60M params."""
+    rng = np.random.default_rng(seed)
+    return {t.name: rng.standard_normal(t.shape, dtype=np.float32) for t in spec.tensors()}
+
+
+_SWEPT = {}  # (layers, input_shape) -> first variant checked: a Network depends on nothing else
+
+
 @pytest.mark.parametrize("name", archspec.list_variants())
 def test_variant(name):
+    """Structure from tracing (``jax.eval_shape``: exactly the programs ``init`` and ``apply`` run,
+    nothing compiled), so the sweep stays fast on CPU; numbers are checked on REPRESENTATIVES.
+    A variant whose resolved layers equal an already checked one's (``torchvision/resnet50`` and
+    ``resnet50``) renders to the same Network, so only its build is checked again."""
     spec = small_spec(name)
     module = jax_impl.build(spec)
     assert module.spec is spec and hash(module) == hash(jax_impl.build(spec))
-    variables = jax_impl.init(module, jax.random.PRNGKey(0))
-    assert set(variables) == {"params", "batch_stats"}
+    key = (spec.layers, spec.input_shape)
+    if key in _SWEPT:
+        print(f"{name}: same resolved layers as {_SWEPT[key]}, checked there")
+        return
+    abstract = jax_impl.shapes(module)
+    assert set(abstract) == {"params", "batch_stats"}
 
-    assert jax_impl.count_params(variables) == spec.params
-    assert flat_shapes(variables) == wt.expected(spec)
-    assert list(wt.from_flax(variables, spec=spec)) == [t.name for t in spec.tensors()]
+    assert jax_impl.count_params(abstract) == spec.params
+    assert dotted_shapes(abstract) == wt.expected(spec)
+    assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(abstract))
 
-    y = _apply_eval(module, variables, random_input(spec.input_shape))
-    assert y.shape == (2, spec.num_classes)
-    assert bool(jnp.all(jnp.isfinite(y)))
+    out = jax.eval_shape(lambda v, x: module.apply(v, x), abstract,
+                         jax.ShapeDtypeStruct((2, *spec.input_shape), jnp.float32))
+    assert out.shape == (2, spec.num_classes)
 
     # canonical -> flax -> canonical is bit-identical, and flax -> canonical -> flax too
-    weights = wt.random_weights(spec, seed=1)
+    weights = quick_weights(spec)
     loaded = wt.to_flax(module, weights)
-    back = wt.from_flax(loaded)
-    assert set(back) == set(weights)
+    assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(abstract)
+    back = wt.from_flax(loaded, spec=spec)
+    assert list(back) == [t.name for t in spec.tensors()]
     assert all(back[k].dtype == np.float32 and np.array_equal(back[k], weights[k]) for k in weights)
-    again = wt.to_flax(module, wt.from_flax(variables))
-    assert jax.tree_util.tree_structure(again) == jax.tree_util.tree_structure(variables)
+    again = wt.to_flax(module, back)
     assert all(a.dtype == b.dtype and np.array_equal(a, b)
-               for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(variables)))
+               for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(loaded)))
 
-    # a bad dict: one WeightError listing every problem, inputs untouched
+    # a bad dict: one WeightError listing every problem
     bad = dict(weights)
     first, last = spec.tensors()[0].name, spec.tensors()[-1].name
     del bad[first]
@@ -121,6 +145,8 @@ def test_variant(name):
     assert err.value.missing == [first] and err.value.unexpected == ["not.a.weight"]
     assert [m[0] for m in err.value.mismatched] == [last]
     assert f"bad {name}" in str(err.value)
+    assert len(weights) == len(spec.tensors())  # untouched
+    _SWEPT[key] = name
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,11 +154,21 @@ def test_variant(name):
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
-def test_jit_matches_eager_and_intermediates(name):
+def test_init_apply_jit_and_intermediates(name):
     spec = small_spec(name)
     module = jax_impl.build(spec)
-    variables = wt.to_flax(module, wt.random_weights(spec))
+    variables = jax_impl.init(module, jax.random.PRNGKey(0))
+    assert jax_impl.count_params(variables) == spec.params
+    assert flat_shapes(variables) == wt.expected(spec)
+    again = wt.to_flax(module, wt.from_flax(variables))
+    assert all(a.dtype == b.dtype and np.array_equal(a, b)
+               for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(variables)))
+
     x = random_input(spec.input_shape)
+    y = _apply_eval(module, variables, x)
+    assert y.shape == (2, spec.num_classes) and bool(jnp.all(jnp.isfinite(y)))
+
+    variables = wt.to_flax(module, wt.random_weights(spec))
     eager = module.apply(variables, x)
     jitted = _apply_eval(module, variables, x)
     # Same math, different programs: XLA fuses (FMAs, reduction order) differently, so float32
@@ -451,18 +487,43 @@ def test_matches_torch_impl_eval(case, torch_one_thread):
 
 @pytest.mark.parametrize("case", ["mobilenet_v3_small_100", "resnet18", "shufflenet_v2_x0_5", "kitchen_sink"])
 def test_matches_torch_impl_train_step(case, torch_one_thread):
-    """Train mode (deterministic spec): outputs and updated running statistics agree."""
+    """Train mode (deterministic spec): outputs and updated running statistics agree.
+
+    Batch statistics of tiny late feature maps (2x2 at 64 px, batch 4) amplify rounding: torch float32
+    itself is 1.4e-5 from float64 on shufflenet_v2_x0_5. So both are judged against torch float64:
+    rel(jax, f64) <= max(1e-5, 2 * rel(torch f32, f64)).
+    """
     if TORCH_MISSING:
         print(f"skipping the torch cross-check: {TORCH_MISSING}")
         pytest.skip(TORCH_MISSING)
+    import copy
+
     spec = cross_spec(case).deterministic()
     _, model, module, variables = _torch_pair(spec)
+    model64 = copy.deepcopy(model).double()
     x = random_input(spec.input_shape, n=4, seed=4)
-    ref = model.train()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).detach().numpy()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    ref32 = model.train()(xt).detach().numpy()
+    ref64 = model64.train()(xt.double()).detach().numpy()
     got, updates = _apply_train(module, variables, x)
-    assert rel_error(got, ref) <= CROSS_TOLERANCE
-    after_torch = wt.from_torch(model)
+
+    def judge(what, a, r32, r64):
+        floor, rel = rel_error(r32, r64), rel_error(a, r64)
+        assert rel <= max(CROSS_TOLERANCE, 2 * floor), f"{case} {what}: rel {rel:.3g} vs f64, floor {floor:.3g}"
+
+    judge("logits", got, ref32, ref64)
+    after32, after64 = wt.from_torch(model), {k: v.astype(np.float64) for k, v in _from_torch64(model64).items()}
     after_flax = wt.from_flax({"params": variables["params"], **updates})
     for t in spec.tensors():
         if t.name.endswith((".mean", ".var")):
-            assert rel_error(after_flax[t.name], after_torch[t.name]) <= CROSS_TOLERANCE, t.name
+            judge(t.name, after_flax[t.name], after32[t.name], after64[t.name])
+
+
+def _from_torch64(model64):
+    """Canonical running statistics of a float64 torch model (from_torch casts to float32)."""
+    out = {}
+    for name, buf in model64.named_buffers():
+        leaf = {"running_mean": "mean", "running_var": "var"}.get(name.rsplit(".", 1)[-1])
+        if leaf:
+            out[f"{name.rsplit('.', 1)[0]}.{leaf}"] = buf.detach().numpy()
+    return out

@@ -46,13 +46,14 @@ class Network(keras.Model):
         # Keras names cannot hold '/', which library variants' names do ('keras/EfficientNetB0').
         super().__init__(inputs=inputs, outputs=x, name=spec.name.replace("/", "_"))
         self.spec = spec
-        self._intermediates_model = None
+        object.__setattr__(self, "_intermediates_model", None)  # untracked: not a sub-layer of the model
 
     def intermediates(self, x, training=False):
         """``{path: output}`` of every top-level layer, in execution order (NHWC, or (N, C) once flat)."""
         if self._intermediates_model is None:
             outputs = {layer.path: self.get_layer(layer.path).output for layer in self.spec.layers}
-            self._intermediates_model = keras.Model(self.input, outputs, name=f"{self.name}_intermediates")
+            object.__setattr__(self, "_intermediates_model",
+                               keras.Model(self.input, outputs, name=f"{self.name}_intermediates"))
         out = self._intermediates_model(x, training=training)
         return {layer.path: out[layer.path] for layer in self.spec.layers}
 

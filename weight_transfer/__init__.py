@@ -12,6 +12,7 @@ _LAZY = {
     "from_keras": "keras_adapter", "to_keras": "keras_adapter",
     "from_flax": "flax_adapter", "to_flax": "flax_adapter",
     "save": "files", "load": "files", "read_metadata": "files",
+    "convert": "convert", "read_canonical": "convert", "write_canonical": "convert",
 }
 
 __all__ = ["WeightError", "check", "expected", "random_weights", *_LAZY]

@@ -64,10 +64,9 @@ def to_flax(module, weights, where="weights"):
 
     Names and shapes are checked against ``module.spec`` first (one ``WeightError`` listing every
     problem); the tree's structure and dtypes are those of ``jax_impl.init(module, ...)`` (found with
-    ``jax.eval_shape``, nothing computed). Values are copied: neither ``weights`` nor anything else
+    ``jax_impl.shapes``: traced once, nothing computed). Values are copied: neither ``weights`` nor anything else
     is mutated.
     """
-    import jax
     import jax.numpy as jnp
 
     import jax_impl
@@ -76,7 +75,7 @@ def to_flax(module, weights, where="weights"):
     if spec is None:
         raise TypeError(f"expected a jax_impl.Network (a module with an archspec .spec), got {type(module).__name__}")
     check(spec, weights, where=where)
-    abstract = jax.eval_shape(lambda key: jax_impl.init(module, key), jax.random.PRNGKey(0))
+    abstract = jax_impl.shapes(module)
 
     wrong, seen = [], set()
 

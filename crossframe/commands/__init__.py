@@ -29,6 +29,8 @@ COMMANDS = [
     "list",
     "summary",
     "parity",
+    "convert",
+    "train",
 ]
 
 

@@ -10,7 +10,8 @@ HELP = "check that PyTorch, Keras and Flax compute the same numbers (the whole z
 def add_arguments(p):
     p.add_argument("arch", nargs="*", help="variants to check (default: every registered variant)")
     p.add_argument("--frameworks", default="torch,tf,jax", help="comma-separated subset of torch,tf,jax")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
+    p.add_argument("--device", default="cpu",
+                   help="cpu, gpu or tpu for every framework, or per framework: torch:cpu,jax:gpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--precision", default="strict", choices=("strict", "fast"),
                    help="strict: TF32/bf16 passes off (default); fast: each framework's defaults")
@@ -35,6 +36,22 @@ def _load_weights(args, spec):
     return read_canonical(args.weights, args.format, spec)
 
 
+def _parse_device(text, frameworks):
+    kinds = ("cpu", "gpu", "tpu")
+    if ":" not in text:
+        if text not in kinds:
+            raise ValueError(f"--device {text!r}: expected one of {', '.join(kinds)} or FRAMEWORK:DEVICE,...")
+        return text
+    out = {}
+    for part in text.split(","):
+        fw, _, kind = part.partition(":")
+        if fw not in frameworks or kind not in kinds:
+            raise ValueError(f"--device {text!r}: {part!r} is not FRAMEWORK:DEVICE with FRAMEWORK in "
+                             f"{', '.join(frameworks)} and DEVICE in {', '.join(kinds)}")
+        out[fw] = kind
+    return out
+
+
 def run(args):
     import archspec
 
@@ -45,6 +62,7 @@ def run(args):
     bad = [f for f in frameworks if f not in ("torch", "tf", "jax")]
     if bad or len(frameworks) < 2:
         raise ValueError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
+    device = _parse_device(args.device, frameworks)
     modes = tuple(m.strip() for m in args.mode.split(","))
     from ..parity.harness import MODES
 
@@ -72,7 +90,7 @@ def run(args):
         for spec in specs:
             weights = _load_weights(args, spec) if args.weights else None
             recs = check_network(spec, frameworks, modes, seed=args.seed, batch=args.batch, weights=weights,
-                                 device=args.device, precision=args.precision, dtype=args.dtype,
+                                 device=device, precision=args.precision, dtype=args.dtype,
                                  floor=not args.no_floor and args.dtype == "float32", progress=tick)
             bar.update(len(modes))  # the floor runs
             records.extend(recs)

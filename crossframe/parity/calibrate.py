@@ -14,6 +14,8 @@ by ``RESIDUAL_GAIN``. The float32-vs-float64 floor then falls to 3e-7..8e-7, the
 trained torchvision checkpoints (docs/PARITY.md has the table and the command).
 """
 
+import functools
+
 import numpy as np
 
 from archspec import ir
@@ -38,7 +40,15 @@ def residual_branch_ends(spec):
 
 
 def calibrated_weights(spec, seed=0, batch=8):
-    """Canonical float32 weights of ``spec`` with BN statistics measured on a random batch."""
+    """Canonical float32 weights of ``spec`` with BN statistics measured on a random batch.
+
+    Deterministic in (spec, seed, batch); cached, so comparing several modes or devices calibrates once.
+    """
+    return {k: v.copy() for k, v in _calibrated(spec.deterministic(), seed, batch).items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _calibrated(spec, seed, batch):
     weights = random_weights(spec, seed=seed)
     if not any(not t.trainable for t in spec.tensors()):
         return weights

@@ -83,7 +83,11 @@ def compare(a, ref):
 
 def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
                   device="cpu", precision="strict", dtype="float32", floor=True, progress=None):
-    """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair."""
+    """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair.
+
+    ``device``: 'cpu', 'gpu' or 'tpu' for every framework, or a dict per framework
+    (``{'torch': 'cpu', 'jax': 'gpu'}``) to compare across devices.
+    """
     frameworks = [f for f in ORDER if f in frameworks]
     spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
     if weights is None:
@@ -91,7 +95,8 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
     xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else max(batch, 4), steps=3)
     results = {m: {} for m in modes}
     for fw in frameworks:
-        runner = make_runner(fw, spec, weights, device=device, precision_mode=precision, dtype=dtype)
+        fw_device = device.get(fw, "cpu") if isinstance(device, dict) else device
+        runner = make_runner(fw, spec, weights, device=fw_device, precision_mode=precision, dtype=dtype)
         for mode in modes:
             runner.load(weights)
             results[mode][fw] = run_mode(runner, mode, xs, cot, weights)

@@ -16,11 +16,14 @@ import orbax.checkpoint as ocp
 
 
 def manager(directory, save_every=None, max_to_keep=3):
-    """A ``CheckpointManager`` on ``directory`` (made absolute; created if missing)."""
+    """A ``CheckpointManager`` on ``directory`` (a local path, made absolute, or a ``gs://`` URL)."""
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every or 1, max_to_keep=max_to_keep, create=True,
         enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options,
+    directory = os.fspath(directory)
+    if "://" not in directory:  # gs://... (shared storage for multi-host runs) is passed through
+        directory = os.path.abspath(directory)
+    return ocp.CheckpointManager(directory, options=options,
                                  item_names=("state", "meta"))
 
 

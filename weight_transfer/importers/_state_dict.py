@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -139,9 +139,8 @@ def _foreign_shape(shape, layout):
 
 
 def name_table(spec, table, library):
-    """``[Entry]`` for every canonical tensor of ``spec``, in spec order; BN units also get their
-    ``num_batches_tracked`` key in the second value: ``(entries, {bn foreign prefix: canonical unit})``.
-    """
+    """``(entries, bn_prefixes)``: an :class:`Entry` for every canonical tensor of ``spec``, in spec
+    order, and ``{foreign BN prefix: canonical unit}`` (each has a ``num_batches_tracked`` too)."""
     rules = table.get(spec.family)
     if rules is None:
         raise WeightError(f"{library} names for {spec.name}", other=[
@@ -161,7 +160,8 @@ def name_table(spec, table, library):
             role = unit[len(block) + 1:].split(".", 1)[0]
             if role in bf["roles"]:
                 fields["k"] = bf["roles"].index(role)
-                fields["c"] = [r for r in bf["roles"] if r != "se"].index(role) if role != "se" else None
+                if role != "se":
+                    fields["c"] = [r for r in bf["roles"] if r != "se"].index(role)
         expand = block_fields[block]["expand"] if block is not None else None
         rule, match = None, None
         for candidate in rules:
@@ -176,7 +176,11 @@ def name_table(spec, table, library):
             unmapped.append(unit)
             continue
         fields.update(match.groupdict())
-        prefix = _fill(rule.template, fields, unit)
+        try:
+            prefix = _fill(rule.template, fields, unit)
+        except KeyError as err:  # a rule of the table asks for a field this unit does not have
+            unmapped.append(f"{unit} ({err.args[0]})")
+            continue
         kind = _unit_kind(unit, shapes)
         for name in names:
             leaf = name.rsplit(".", 1)[1]
@@ -195,9 +199,9 @@ def name_table(spec, table, library):
     if unmapped:
         raise WeightError(f"{library} names for {spec.name}", other=[
             f"no {library} name for canonical {u} (family {spec.family!r})" for u in unmapped])
-    foreign = [e.foreign for e in entries]
-    if len(set(foreign)) != len(foreign):
-        dup = sorted({f for f in foreign if foreign.count(f) > 1})
+    counts = Counter(e.foreign for e in entries)
+    if len(counts) != len(entries):
+        dup = sorted(f for f, n in counts.items() if n > 1)
         raise WeightError(f"{library} names for {spec.name}", other=[f"two canonical tensors map to {d}" for d in dup])
     return entries, bn_prefixes
 
@@ -303,11 +307,16 @@ def read_state_dict(path):
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightError(str(path), other=[
-            f"refused: the file holds pickled objects other than tensors (nothing was run): {first}"]) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
-            TypeError, IndexError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if any("weights only load failed" in line.lower() for line in lines):
+            # torch's restricted unpickler met a global that is no tensor type: nothing was called
+            what = next((line for line in lines if "Unsupported" in line or "GLOBAL" in line), lines[0])
+            raise WeightError(str(path), other=[
+                f"refused: the file pickles objects other than tensors, which could run code (nothing was "
+                f"run; read it only with code you trust): {what}"]) from None
+        raise WeightError(str(path), other=[f"not a readable PyTorch checkpoint ({lines[0] if lines else err!r})"]) \
+            from None
+    except Exception as err:  # truncated or corrupt: torch raises RuntimeError, EOFError, zip errors...
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WeightError(str(path), other=[f"not a readable PyTorch checkpoint ({text})"]) from None
     state = _unwrap(obj, str(path))
@@ -317,9 +326,21 @@ def read_state_dict(path):
     return {k: _tensor_to_numpy(v) for k, v in state.items()}
 
 
-def write_state_dict(foreign, path, metadata=None):
+def module_versions(build):
+    """``state_dict()._metadata`` (each module's ``_version``) of the model ``build()`` makes on the meta
+    device: torch.save keeps it with a state_dict, and some modules refuse a state_dict without it
+    (torchvision's MNASNet raises "version should be set to 1 or 2")."""
+    import torch
+
+    with torch.device("meta"):
+        model = build()
+    return getattr(model.state_dict(), "_metadata", None)
+
+
+def write_state_dict(foreign, path, metadata=None, versions=None):
     """Write ``{key: array}`` atomically: ``.safetensors`` (with string ``metadata``) or a ``torch.save``
-    state_dict (``.pth``/``.pt``; a state_dict has no place for metadata, so it is not stored)."""
+    state_dict (``.pth``/``.pt``) carrying the module ``versions`` as ``model.state_dict()`` does (a
+    state_dict has no place for other metadata, so ``metadata`` is not stored there)."""
     import torch
 
     # np.array keeps 0-d arrays 0-d (np.ascontiguousarray would make num_batches_tracked shape (1,))
@@ -333,4 +354,7 @@ def write_state_dict(foreign, path, metadata=None):
     else:
         from collections import OrderedDict
 
-        atomic_write(path, lambda tmp: torch.save(OrderedDict(tensors), tmp))
+        state = OrderedDict(tensors)
+        if versions is not None:
+            state._metadata = OrderedDict((k, dict(v)) for k, v in versions.items())
+        atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -275,6 +275,7 @@ def build_reference(arch, input_size=None, num_classes=None):
         layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
         for variable in layer.weights:
             variable.assign(values[f"normalization/{variable.name}"])
+        layer.finalize_state()  # Normalization computes with copies taken here, not with its variables
     return model
 
 
@@ -331,6 +332,15 @@ _CLASS_VARS = {  # Keras 3 saves a layer's variables as vars/0, vars/1 ... in th
 }
 
 
+def _dataset(ds):
+    a = np.asarray(ds)
+    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # Keras stores bfloat16 as opaque 2-byte values
+        import ml_dtypes
+
+        a = a.view(ml_dtypes.bfloat16)
+    return a
+
+
 def _class_of(group_name):
     """``batch_normalization_12`` -> ``batch_normalization`` (Keras 3 names h5 groups by class, numbered)."""
     return re.sub(r"_\d+$", "", group_name)
@@ -361,10 +371,10 @@ def _read_keras3(f, spec, path):
         for key in sorted(vars_group, key=lambda k: int(k) if k.isdigit() else 1 << 30):
             i = int(key) if key.isdigit() else -1
             var = var_names[i] if 0 <= i < len(var_names) else f"vars/{key}"
-            out[f"{layer_name}/{var}"] = np.asarray(vars_group[key])
+            out[f"{layer_name}/{var}"] = _dataset(vars_group[key])
     own = f.get("vars")
     for key in (own or {}):
-        out[f"<model>/vars/{key}"] = np.asarray(own[key])
+        out[f"<model>/vars/{key}"] = _dataset(own[key])
     return out
 
 
@@ -396,7 +406,7 @@ def _read_legacy(f):
             var = weight_name.split("/")[-1].split(":")[0]
             var = "kernel" if var == "depthwise_kernel" else var
             key_layer = "normalization" if re.fullmatch(r"normalization(_\d+)?", layer_name) else layer_name
-            out[f"{key_layer}/{var}"] = np.asarray(group[weight_name])
+            out[f"{key_layer}/{var}"] = _dataset(group[weight_name])
     return out
 
 
@@ -484,6 +494,9 @@ def assign(model, foreign, where="keras-applications weights"):
         raise WeightError(f"{where} (into {model.name})", missing, unexpected, mismatched)
     for variable, value in pairs:
         variable.assign(np.asarray(value, dtype=variable.dtype))
+    for layer in model.layers:
+        if hasattr(layer, "finalize_state"):  # Normalization computes with copies of its variables
+            layer.finalize_state()
     return model
 
 

@@ -56,6 +56,8 @@ TABLE = {
     "resnet": _TORCHVISION["resnet"],
 }
 
+_FAMILY_VERSIONS = {}  # no timm module checks its version when loading
+
 _MODELS = (
     "mobilenetv1_100", "mobilenetv1_125",
     "mobilenetv2_035", "mobilenetv2_050", "mobilenetv2_075", "mobilenetv2_100", "mobilenetv2_140",
@@ -86,10 +88,7 @@ def build_reference(arch, input_size=None):
     timm pads ``tf_*`` models dynamically ('same' for any size) and pools adaptively, so the model
     takes any ``input_size``; the argument exists for the common interface.
     """
-    from crossframe.frameworks import import_torch
-
-    import_torch()
-    import timm
+    import timm  # before any TensorFlow import (see crossframe/frameworks.py)
 
     return timm.create_model(model_name(arch), pretrained=False).eval()
 
@@ -118,5 +117,17 @@ def read(path, spec):
 
 
 def write(canonical, path, spec, metadata=None):
-    """A timm state_dict file (``torch.save``; ``.safetensors`` by suffix, with ``metadata``), atomically."""
-    sd.write_state_dict(from_canonical(canonical, spec), path, metadata)
+    """A timm state_dict file, atomically: ``torch.save`` of the state_dict (with the module versions
+    ``model.state_dict()`` carries), or ``.safetensors`` by suffix, with string ``metadata``."""
+    versions = None if str(path).endswith(".safetensors") else module_versions(spec)
+    sd.write_state_dict(from_canonical(canonical, spec), path, metadata, versions=versions)
+
+
+def module_versions(spec):
+    """The ``_metadata`` (module versions) ``model.state_dict()`` carries for ``spec``'s model, to save
+    with a state_dict: ``torch.save`` keeps it, and torchvision's MNASNet refuses a state_dict without
+    it. Built on the meta device when ``spec`` names a model of this library; otherwise what the
+    family needs, or None."""
+    if spec.name in architectures():
+        return sd.module_versions(lambda: build_reference(spec.name))
+    return _FAMILY_VERSIONS.get(spec.family)

@@ -103,6 +103,10 @@ TABLE = {
     ],
 }
 
+# Module versions for a spec that names no torchvision model (a plain "mnasnet_100"): torchvision's
+# MNASNet refuses a state_dict without its version (2).
+_FAMILY_VERSIONS = {"mnasnet": {"": {"version": 2}}}
+
 _MODELS = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
@@ -131,10 +135,7 @@ def build_reference(arch, input_size=None):
     torchvision's classifiers pool adaptively, so the model takes any ``input_size``; the argument
     exists for the common interface and is not needed to build it.
     """
-    from crossframe.frameworks import import_torch
-
-    import_torch()
-    import torchvision
+    import torchvision  # before any TensorFlow import (see crossframe/frameworks.py)
 
     return torchvision.models.get_model(model_name(arch), weights=None).eval()
 
@@ -162,5 +163,17 @@ def read(path, spec):
 
 
 def write(canonical, path, spec, metadata=None):
-    """A torchvision state_dict file (``torch.save``; ``.safetensors`` by suffix, with ``metadata``), atomically."""
-    sd.write_state_dict(from_canonical(canonical, spec), path, metadata)
+    """A torchvision state_dict file, atomically: ``torch.save`` of the state_dict (with the module versions
+    ``model.state_dict()`` carries), or ``.safetensors`` by suffix, with string ``metadata``."""
+    versions = None if str(path).endswith(".safetensors") else module_versions(spec)
+    sd.write_state_dict(from_canonical(canonical, spec), path, metadata, versions=versions)
+
+
+def module_versions(spec):
+    """The ``_metadata`` (module versions) ``model.state_dict()`` carries for ``spec``'s model, to save
+    with a state_dict: ``torch.save`` keeps it, and torchvision's MNASNet refuses a state_dict without
+    it. Built on the meta device when ``spec`` names a model of this library; otherwise what the
+    family needs, or None."""
+    if spec.name in architectures():
+        return sd.module_versions(lambda: build_reference(spec.name))
+    return _FAMILY_VERSIONS.get(spec.family)

@@ -1,0 +1,110 @@
+"""crossframe train: train a spec with JAX/Flax (optax, jax.sharding, Orbax), optionally export it."""
+
+import json
+import os
+import sys
+
+NAME = "train"
+HELP = "train a network with JAX/Flax on the digits or synthetic data; resume; export to PyTorch/Keras"
+
+
+def add_arguments(p):
+    from jax_impl.train.config import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("arch", help="variant name (see `crossframe list`)")
+    p.add_argument("--framework", default="jax", choices=("jax",),
+                   help="training framework (jax; export to the others with --export-torch/--export-keras)")
+    p.add_argument("--workdir", default=None,
+                   help="checkpoints/, metrics.jsonl and metrics.png go here (default runs/ARCH); "
+                        "a workdir holding checkpoints is resumed")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="where Orbax checkpoints go (default WORKDIR/checkpoints); multi-host runs need "
+                        "storage every host reads, e.g. gs://bucket/run")
+    p.add_argument("--data", default=d.data, choices=("digits", "synthetic"))
+    p.add_argument("--data-size", type=int, default=d.data_size, help="examples of the synthetic source")
+    p.add_argument("--input-size", type=int, default=None, help="resolve the spec at this input size")
+    p.add_argument("--width", type=float, default=None, help="width multiplier override")
+    p.add_argument("--num-classes", type=int, default=None, help="(digits implies 10)")
+    p.add_argument("--deterministic", action="store_true", help="zero every dropout and drop-path rate")
+    p.add_argument("--init", default=d.init, choices=("network", "he"),
+                   help="initial weights: the renderer's (network) or fan-in He (he; for nets without BN)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop (and checkpoint) at this step; rerun to resume. The schedule still spans the run")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, all devices and hosts")
+    p.add_argument("--accum-steps", type=int, default=d.accum_steps, help="gradient accumulation micro-batches")
+    p.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adamw"))
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--decay", default=d.decay, choices=("kernels", "all"), help="which parameters decay")
+    p.add_argument("--schedule", default=d.schedule, choices=("cosine", "constant"))
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--grad-clip", type=float, default=None, help="clip gradients to this global norm")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--dtype", default=d.dtype, choices=("float32", "bfloat16"),
+                   help="compute dtype; parameters and optimizer state stay float32")
+    p.add_argument("--precision", default=d.precision, choices=("default", "highest"),
+                   help="jax.default_matmul_precision (highest: no bf16/TF32 passes on TPU/GPU)")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: epoch)")
+    p.add_argument("--save-every", type=int, default=None, help="steps between checkpoints (default: epoch)")
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--devices", type=int, default=None, help="use the first N devices (default: all)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (TPU pods, SLURM: no other flag)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the workdir has checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export-torch", default=None, metavar="PATH", help="write the trained weights as a .pt state_dict")
+    p.add_argument("--export-keras", default=None, metavar="PATH", help="write the trained weights as .weights.h5")
+
+
+def config_from_args(args):
+    from jax_impl.train.config import TrainConfig
+
+    overrides = {k: v for k, v in (("input_size", args.input_size), ("width", args.width),
+                                   ("num_classes", args.num_classes)) if v is not None}
+    return TrainConfig(
+        arch=args.arch, overrides=overrides, deterministic=args.deterministic, data=args.data,
+        data_size=args.data_size, seed=args.seed, init=args.init, epochs=args.epochs, steps=args.steps,
+        batch_size=args.batch_size, accum_steps=args.accum_steps, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay, decay=args.decay,
+        schedule=args.schedule, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip,
+        label_smoothing=args.label_smoothing, dtype=args.dtype, precision=args.precision,
+        eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every)
+
+
+def run(args):
+    exporting = args.export_torch or args.export_keras
+    if exporting:
+        from ..frameworks import import_torch
+
+        import_torch()  # torch (and triton) before TensorFlow, which the Keras export imports
+    if args.distributed:
+        from jax_impl.train import mesh
+
+        mesh.initialize()
+    import jax
+
+    from jax_impl.train import train
+
+    config = config_from_args(args)
+    workdir = args.workdir or os.path.join("runs", args.arch)
+    devices = jax.devices()[:args.devices] if args.devices else None
+    result = train(config, workdir, checkpoint_dir=args.checkpoint_dir, max_steps=args.max_steps,
+                   resume=not args.no_resume, devices=devices, progress=not args.no_progress)
+    summary = {"arch": result.spec.name, "step": int(jax.device_get(result.state.step)),
+               "resumed_from": result.start_step, "stopped_early": result.stopped_early,
+               "test": result.final_eval, **{k: v for k, v in result.paths.items() if v}}
+    if exporting and jax.process_index() == 0:
+        if result.stopped_early:
+            print("note: exporting the weights of an unfinished run", file=sys.stderr)
+        from ..export import export
+
+        summary["exported"] = export(result.paths["checkpoints"], args.export_torch, args.export_keras)
+    if jax.process_index() == 0:
+        print(json.dumps(summary, indent=1))
+    return 0

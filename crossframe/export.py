@@ -1,0 +1,96 @@
+"""Export a ``jax_impl.train`` checkpoint to PyTorch and Keras files, through ``weight_transfer``.
+
+``jax_impl`` knows nothing of the other frameworks; this module composes the two: the checkpoint's
+saved config rebuilds the spec, its ``params``/``batch_stats`` become canonical weights
+(``flax_adapter.from_flax``), and ``to_torch`` / ``to_keras`` fill a freshly built network that is
+then written in the framework's own format:
+
+- PyTorch: ``torch.save(model.state_dict(), path)`` (``.pt``/``.pth``); load with
+  ``torch_impl.build(spec).load_state_dict(torch.load(path))``.
+- Keras: ``model.save_weights(path)`` (Keras 3 wants ``.weights.h5``); load with
+  ``tf_impl.build(spec).load_weights(path)``.
+
+The torch side is imported before TensorFlow (and ``triton`` before both), whatever the call order.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import frameworks
+
+
+def load_checkpoint(directory, step=None):
+    """``(spec, variables, meta, step)`` of a training checkpoint (latest step by default)."""
+    from jax_impl.train import TrainConfig, build_spec
+    from jax_impl.train import checkpoint as ckpt
+
+    meta, step = ckpt.read_meta(directory, step)
+    spec = build_spec(TrainConfig.from_dict(meta["config"]))
+    if meta.get("spec_hash") and spec.spec_hash and meta["spec_hash"] != spec.spec_hash:
+        raise ValueError(f"{directory}: the checkpoint was trained on spec {meta['spec_name']} with hash "
+                         f"{meta['spec_hash']}; this archspec resolves it to {spec.spec_hash}")
+    variables, step = ckpt.restore_variables(directory, step)
+    return spec, variables, meta, step
+
+
+def canonical_weights(directory, step=None):
+    """``(spec, {canonical name: float32 array})`` of a training checkpoint."""
+    from weight_transfer import flax_adapter
+
+    spec, variables, _, _ = load_checkpoint(directory, step)
+    return spec, flax_adapter.from_flax(variables, spec)
+
+
+def _atomic(path, write):
+    from weight_transfer.files import atomic_write
+
+    atomic_write(path, write)
+
+
+def export_torch(spec, weights, path):
+    """Write a PyTorch ``state_dict`` file of ``torch_impl.build(spec)`` holding ``weights``."""
+    if not str(path).endswith((".pt", ".pth")):
+        raise ValueError(f"--export-torch {path}: expected a .pt or .pth file name")
+    torch = frameworks.import_torch()
+    import torch_impl
+    from weight_transfer import to_torch
+
+    model = to_torch(torch_impl.build(spec), weights, where=f"checkpoint for {spec.name}")
+    _atomic(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    return path
+
+
+def export_keras(spec, weights, path):
+    """Write Keras weights (``.weights.h5``) of ``tf_impl.build(spec)`` holding ``weights``."""
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"--export-keras {path}: expected a file name ending in .weights.h5 (Keras 3)")
+    frameworks.import_torch()  # the torch side (triton) before TensorFlow, always
+    frameworks.import_tf()
+    import tf_impl
+    from weight_transfer import to_keras
+
+    model = tf_impl.build(spec)
+    to_keras(model, weights, where=f"checkpoint for {spec.name}")
+
+    def write(tmp):
+        # Keras checks the suffix of the name it writes to
+        staged = tmp + ".weights.h5"
+        model.save_weights(staged)
+        os.replace(staged, tmp)
+
+    _atomic(path, write)
+    return path
+
+
+def export(directory, torch_path=None, keras_path=None, step=None):
+    """Export checkpoint ``directory`` to the given files; returns ``{framework: path}``."""
+    if torch_path or keras_path:
+        frameworks.import_torch()  # before anything imports TensorFlow
+    spec, weights = canonical_weights(directory, step)
+    out = {}
+    if torch_path:
+        out["torch"] = export_torch(spec, weights, torch_path)
+    if keras_path:
+        out["keras"] = export_keras(spec, weights, keras_path)
+    return out

@@ -1,0 +1,248 @@
+"""Checkpoint conversion between formats, through canonical weights: ``write(dst, read(src))``.
+
+    weight_transfer.convert("resnet50", "r50.pt", "r50.weights.h5", "torch", "keras", verify=True)
+    weights = read_canonical("r50.weights.h5", "keras", spec)
+    write_canonical(weights, "r50.msgpack", "flax", spec, metadata={"note": "..."})
+
+Formats (``weight_transfer.formats``): ``torch``, ``keras``, ``flax``, ``canonical`` and the foreign
+``torchvision``, ``timm``, ``keras-applications``. No model is built and nothing runs forward unless
+``verify``: reading and writing follow the layout rules of each format on numpy arrays.
+
+Guarantees: nothing unpickles code; names and shapes are checked strictly (one error lists every
+problem); dtypes are kept unless ``dtype`` casts them; NaN/Inf are refused unless allowed; the
+destination is staged next to itself and renamed into place, so a failed conversion leaves no file;
+every file written carries provenance metadata (see ``docs/CONVERT.md`` for where).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import formats
+from .canonical import check
+from .formats import _common as common
+from .formats._errors import FormatError
+
+VERIFY_SEED = 0
+VERIFY_BATCH = 2
+# --verify refuses a conversion whose logits differ by more than this (rel = max|a-b| / max|a|).
+# float32 layouts moved exactly give 1e-7..1e-5 across frameworks; a layout bug gives O(1).
+TOLERANCE = {"float32": 1e-4, "float64": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
+
+__all__ = ["convert", "read_canonical", "write_canonical", "FormatError", "TOLERANCE"]
+
+
+def _spec(arch, input_size=None):
+    from archspec import ir
+
+    if isinstance(arch, ir.Spec):
+        if input_size and tuple(arch.input_shape[:2]) != (input_size, input_size):
+            raise FormatError("input_size", "give the size to archspec.load, not with a resolved spec")
+        return arch
+    import archspec
+
+    return archspec.load(arch, **({"input_size": input_size} if input_size else {}))
+
+
+def base_metadata(spec, fmt):
+    return {"crossframe_format": fmt, "crossframe_version": common.crossframe_version(),
+            "spec_name": spec.name, "spec_hash": spec.spec_hash}
+
+
+def _dtypes(weights):
+    return sorted({common.dtype_name(np.asarray(v)) for v in weights.values()})
+
+
+def _refuse_nonfinite(where, weights, what="non-finite values"):
+    bad = common.nonfinite(weights)
+    if bad:
+        raise FormatError(where, f"{what} in {len(bad)} tensor(s): {common.describe_nonfinite(bad)} "
+                                 "(pass --allow-nonfinite / allow_nonfinite=True to convert anyway)")
+    return bad
+
+
+def read_canonical(path, fmt, spec):
+    """Canonical weights (``{name: numpy array}``, spec order, dtypes as stored) from a file of format ``fmt``.
+
+    Strict: one error lists every missing, unexpected and mis-shaped entry; a file that would run
+    code, is truncated or is not of the format is refused with a :class:`FormatError`.
+    """
+    spec = _spec(spec)
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(str(path), "no such file or directory")
+    return _read(formats.get(fmt), path, spec)
+
+
+def _read(module, path, spec):
+    """``module.read`` (strict on names and shapes), then refuse a file whose own metadata says it
+    was made for another spec (weights of the same shapes may mean another network)."""
+    weights = module.read(path, spec)
+    common.check_spec_name(str(path), module.read_metadata(path), spec)
+    return weights
+
+
+def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=False):
+    """Write canonical ``weights`` to ``path`` in format ``fmt``, atomically, with provenance metadata.
+
+    ``metadata`` (``{str: value}``) is added to the spec name and hash and crossframe's version.
+    Returns the paths written (the file, and its sidecar ``.json`` where the format has no room).
+    """
+    spec = _spec(spec)
+    module = formats.get(fmt)
+    module.check_suffix(path)
+    check(spec, weights, where=f"weights for {path}")
+    common.check_floating(str(path), weights)
+    if not allow_nonfinite:
+        _refuse_nonfinite(str(path), weights)
+    meta = {**base_metadata(spec, fmt), "dtype": ",".join(_dtypes(weights)), **(metadata or {})}
+    with common.Staged(path, sidecar=module.has_sidecar(path)) as staged:
+        module.write(weights, staged.path, spec, meta, staged.sidecar)
+        return staged.commit()
+
+
+def _cast(weights, dtype):
+    target = common.as_dtype(dtype)
+    with np.errstate(over="ignore"):  # values beyond float16's range become Inf: reported right after
+        return {k: (v if np.asarray(v).dtype == target else np.asarray(v).astype(target)) for k, v in weights.items()}
+
+
+def _rel(ref, out):
+    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+    if ref.shape != out.shape:
+        raise FormatError("--verify", f"logits of shape {out.shape}, expected {ref.shape}")
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    diff = float(np.max(np.abs(ref - out))) if ref.size else 0.0
+    if not np.isfinite(diff):
+        return float("inf")
+    return diff / scale if scale > 0 else diff
+
+
+def _import_frameworks(names):
+    """torch before TensorFlow, always (the other order segfaults with triton: crossframe/frameworks.py)."""
+    if "torch" in names:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            pass
+        import torch  # noqa: F401
+    if "jax" in names:
+        import jax  # noqa: F401
+    if "tf" in names:
+        import tf_impl._tf  # noqa: F401  (imports triton first itself)
+
+
+def verify_files(spec, src_module, src, dst_module, dst):
+    """``(rel, frameworks)``: logits of the model rebuilt from ``src`` vs the one rebuilt from ``dst``,
+    each with its framework's plain loading API, on a fixed random input."""
+    src_fw = src_module.FRAMEWORK or dst_module.FRAMEWORK or "torch"
+    dst_fw = dst_module.FRAMEWORK or src_fw
+    _import_frameworks({src_fw, dst_fw})
+
+    def build(module, path, framework):
+        try:
+            if module.FRAMEWORK is None:
+                return module.runner(path, spec, framework=framework)
+            return module.runner(path, spec)
+        except FormatError:
+            raise
+        except Exception as err:
+            raise FormatError(str(path), f"--verify: the {module.NAME} file does not load with its framework's "
+                                         f"plain API ({type(err).__name__}: {' '.join(str(err).split())[:300]})") \
+                from None
+
+    h, w, c = spec.input_shape
+    x = np.random.default_rng(VERIFY_SEED).standard_normal((VERIFY_BATCH, h, w, c)).astype(np.float32)
+    ref = build(src_module, src, src_fw)(x)
+    out = build(dst_module, dst, dst_fw)(x)
+    return _rel(ref, out), f"{src_fw} -> {dst_fw}"
+
+
+def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, allow_nonfinite=False,
+            input_size=None, tolerance=None):
+    """Convert the checkpoint ``src`` (format ``src_format``) of network ``arch`` to ``dst`` (``dst_format``).
+
+    ``arch``: a variant name (``crossframe list``), a library name registered in archspec
+    (``torchvision/resnet50``) or an ``archspec.ir.Spec``; ``input_size`` resolves the name at
+    another resolution. ``dtype`` (``float32``/``float16``/``bfloat16``) casts; by default every
+    tensor keeps its dtype. ``verify`` rebuilds both models from the files and records the logits'
+    rel error in the metadata, refusing the conversion above ``tolerance`` (default ``TOLERANCE``).
+
+    Returns a report: ``{arch, spec_hash, src, dst, src_format, dst_format, tensors, params,
+    dtypes, written, metadata, seconds: {read, write, verify, total}, verify_rel}``.
+    """
+    t_start = time.perf_counter()
+    spec = _spec(arch, input_size)
+    src_module, dst_module = formats.get(src_format), formats.get(dst_format)
+    src, dst = Path(src), Path(dst)
+    if dtype is not None:
+        common.as_dtype(dtype)  # a bad name fails before any work
+    dst_module.check_suffix(dst)
+    if not src.exists():
+        raise FormatError(str(src), "no such file or directory")
+
+    # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(common.sha256_path, src)
+        weights = _read(src_module, src, spec)
+        source_sha256 = digest.result()
+    t_read = time.perf_counter()
+
+    source_dtypes = _dtypes(weights)
+    nonfinite = common.nonfinite(weights) if allow_nonfinite else _refuse_nonfinite(str(src), weights)
+    if dtype is not None and source_dtypes != [dtype]:
+        weights = _cast(weights, dtype)
+        if not allow_nonfinite:
+            _refuse_nonfinite(str(dst), weights, what=f"casting to {dtype} gives non-finite values")
+    dtypes = _dtypes(weights)
+
+    meta = {**base_metadata(spec, dst_format), "dtype": ",".join(dtypes),
+            "source_format": src_format, "source_file": src.name, "source_sha256": source_sha256}
+    if dtypes != source_dtypes:
+        meta["cast_from"] = ",".join(source_dtypes)
+    if nonfinite:
+        meta["nonfinite"] = ",".join(name for name, _, _ in nonfinite)
+
+    rel = None
+    seconds = {"read": t_read - t_start}
+    with common.Staged(dst, sidecar=dst_module.has_sidecar(dst)) as staged:
+        t0 = time.perf_counter()
+        dst_module.write(weights, staged.path, spec, meta, staged.sidecar)
+        seconds["write"] = time.perf_counter() - t0
+        if verify:
+            t0 = time.perf_counter()
+            del weights  # the models rebuilt from the files need the memory more
+            rel, frameworks = verify_files(spec, src_module, src, dst_module, staged.path)
+            tol = tolerance if tolerance is not None else max(TOLERANCE.get(d, 1e-4) for d in dtypes)
+            h, w, c = spec.input_shape
+            meta.update(verify_rel=f"{rel:.3e}", verify_tolerance=f"{tol:g}", verify_frameworks=frameworks,
+                        verify_input=f"standard normal, seed {VERIFY_SEED}, NHWC {(VERIFY_BATCH, h, w, c)}")
+            if not rel <= tol:
+                raise FormatError(str(dst), f"--verify: logits differ by rel {rel:.3e} > tolerance {tol:g} "
+                                            f"({frameworks}); nothing written")
+            dst_module.update_metadata(staged.path, meta, staged.sidecar)
+            seconds["verify"] = time.perf_counter() - t0
+        written = staged.commit()
+    seconds["total"] = time.perf_counter() - t_start
+    tensors = spec.tensors()
+    return {"arch": spec.name, "spec_hash": spec.spec_hash, "src": str(src), "dst": str(dst),
+            "src_format": src_format, "dst_format": dst_format, "tensors": len(tensors),
+            "params": int(sum(int(np.prod(t.shape)) for t in tensors)), "dtypes": dtypes,
+            "written": [str(p) for p in written], "metadata": meta, "seconds": seconds, "verify_rel": rel}
+
+
+class _CallableModule(types.ModuleType):
+    """``weight_transfer.convert`` names this module once it is imported (``from weight_transfer.convert
+    import read_canonical`` binds it on the package): calling it calls :func:`convert`."""
+
+    def __call__(self, *args, **kwargs):
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
