@@ -141,7 +141,7 @@ _DOCS = {
     "family": "Family name (e.g. 'efficientnet').",
     "description": "Free text.",
     "reference": "Where the architecture comes from (library and function, paper).",
-    "base": "The full config every variant starts from (partial when every variant 'extends' another).",
+    "base": "The full config every variant starts from (or {} when every variant 'extends' another).",
     "extends": "Name of a registered variant this one starts from (library conventions over our networks).",
     "variants": "Variant name -> partial config deep-merged onto base (objects merge, lists replace).",
 }
@@ -313,7 +313,7 @@ def build() -> dict:
             "description": {"type": "string", "description": _DOCS["description"]},
             "reference": {"type": "string", "description": _DOCS["reference"]},
             "base": {"description": _DOCS["base"],
-                     "anyOf": [_ref("config"), _ref("config_partial")]},
+                     "anyOf": [_ref("config"), {"type": "object", "maxProperties": 0}]},
             "variants": {"type": "object", "description": _DOCS["variants"],
                          "additionalProperties": _ref("config_partial")},
         },

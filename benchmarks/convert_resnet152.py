@@ -116,7 +116,13 @@ def machine():
             versions[name] = version(name)
         except Exception:
             pass
-    return {"nproc": os.cpu_count(), "memory": mem, "cpu": platform.processor() or platform.machine(),
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"nproc": os.cpu_count(), "memory": mem, "cpu": cpu,
             "python": platform.python_version(), "versions": versions,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 

@@ -7,7 +7,11 @@ stride-2 padding rules meet odd inputs too), and at full resolution under ``-m h
 
 import archspec
 
-ALL = archspec.list_variants()
+# Our own variants; library-named ones ('torchvision/...', 'timm/...', 'keras/...') are the same
+# networks under other conventions, checked against the libraries themselves in test_import_*.py and
+# here in eval mode at a small size (LIBRARY).
+ALL = [n for n in archspec.list_variants() if "/" not in n]
+LIBRARY = [n for n in archspec.list_variants() if "/" in n]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.

@@ -118,8 +118,9 @@ def test_list_json():
 
 def test_list_family():
     out = crossframe("list", "--family", "resnet", "--json")
-    names = [v["name"] for v in json.loads(out.stdout)["variants"]]
-    assert names and all(n.startswith("resnet") for n in names)
+    variants = json.loads(out.stdout)["variants"]
+    assert variants and all(v["family"] == "resnet" for v in variants)
+    assert "resnet50" in [v["name"] for v in variants]
     _assert_one_line_error(crossframe("list", "--family", "vgg"))
 
 

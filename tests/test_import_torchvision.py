@@ -109,6 +109,7 @@ class Prepared:
     def __init__(self, lib, arch, directory):
         self.lib, self.arch = lib, arch
         self.spec = archspec.load(arch)
+        torch.manual_seed(0)  # the library's own initialisation draws from the global generator
         self.model = make_realistic(lib.build_reference(arch), self.spec, lib)
         self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.path = directory / f"{arch.replace('/', '__')}.pth"

@@ -38,7 +38,7 @@ import weight_transfer  # noqa: E402
 from weight_transfer import WeightError  # noqa: E402
 
 BATCH = 2
-EVAL_TOL = 1e-5    # Keras vs PyTorch eval logits, float32 CPU (floor measured 3e-7 .. 1.5e-6)
+EVAL_TOL = 1e-5    # Keras vs PyTorch eval logits, float32 CPU (torch float32 vs float64: 5e-7 .. 8e-7)
 TRAIN_TOL = 1e-4   # train-mode logits: batch statistics of 2x2 maps; torch fp32 vs fp64 alone gives 3.5e-5
 BN_TOL = 1e-5      # BatchNorm float32 vs a float64 numpy reference, relative to max |reference|
 
@@ -156,27 +156,40 @@ def _torch_eval(spec, weights, x, dtype):
         return model(torch.from_numpy(x.transpose(0, 3, 1, 2)).to(dtype)).double().numpy()
 
 
+# The last conv of each residual branch: its BN scale is damped in the cross-check's weights.
+_BRANCH_END = {ir.InvertedResidual: "project", ir.DepthwiseSeparable: "pw", ir.BasicBlock: "conv2",
+               ir.Bottleneck: "conv3"}
+
+
+def _damped_weights(spec, seed):
+    """Random canonical weights with every residual branch's last BN scale times 0.1.
+
+    Plain random weights make deep residual networks ill-conditioned: at 64x64, EfficientNet-B7's
+    logits reach 5e3 and differ by rel 0.5 between torch float32 and float64, which would hide any
+    bug. Damped branches (as zero-init-residual training does) keep logits O(1) and the float32
+    floor at 5e-7 .. 8e-7 for every network, B7 and ResNet-152 included.
+    """
+    weights = weight_transfer.random_weights(spec, seed=seed)
+    for layer in spec.layers:
+        role = _BRANCH_END.get(type(layer))
+        if role and getattr(layer, "residual", True) and getattr(layer, role).bn is not None:
+            weights[f"{getattr(layer, role).path}.bn.scale"] *= np.float32(0.1)
+    return weights
+
+
 @pytest.mark.skipif(TORCH_REASON is not None, reason=TORCH_REASON or "")
 def test_eval_matches_torch(case):
-    """Keras vs PyTorch (float32) on the same random canonical weights: rel <= EVAL_TOL, or the floor.
-
-    Measured here: rel 4e-7 .. 8e-7 for all but EfficientNet-B6/B7, whose random (uncalibrated)
-    64x64 networks amplify float32 rounding by themselves (torch float32 vs float64: 1e-4 and
-    0.5). When the direct comparison exceeds EVAL_TOL, Keras is held against torch float64 within
-    max(EVAL_TOL, 4 * floor), the floor being torch float32 vs float64; a real bug shows as O(1).
-    """
+    """Keras vs PyTorch, both float32, same canonical weights: rel <= EVAL_TOL (measured 4e-7 .. 9e-7)."""
     spec, model = case
-    weights = weight_transfer.random_weights(spec, seed=5)
+    weights = _damped_weights(spec, seed=5)
     weight_transfer.to_keras(model, weights)
     x = _input(spec, seed=6)
     out = np.asarray(model(x, training=False))
-    ref32 = _torch_eval(spec, weights, x, torch.float32)
-    if _rel(out, ref32) <= EVAL_TOL:
-        return
-    ref64 = _torch_eval(spec, weights, x, torch.float64)
-    floor, rel = _rel(ref32, ref64), _rel(out, ref64)
-    print(f"{spec.name}: rel {rel:.2e} vs torch float64, float32 floor {floor:.2e}")
-    assert rel <= max(EVAL_TOL, 4 * floor), f"{spec.name}: rel {rel:.2e} vs float64 (float32 floor {floor:.2e})"
+    ref = _torch_eval(spec, weights, x, torch.float32)
+    rel = _rel(out, ref)
+    if rel > EVAL_TOL:  # say how far float32 itself is from float64 here
+        floor = _rel(ref, _torch_eval(spec, weights, x, torch.float64))
+        pytest.fail(f"{spec.name}: rel {rel:.2e} > {EVAL_TOL:.0e} (torch float32 vs float64: {floor:.2e})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ class BatchNorm(nn.BatchNorm2d):
         # ... and feed the running estimates the biased variance, the Keras/Flax convention.
         with torch.no_grad():
             var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
-            m = self.momentum  # same expression as the native kernel: (1 - m) * running + m * batch
+            self.num_batches_tracked.add_(1)
+            # Same expression as the native kernel: (1 - m) * running + m * batch; momentum None
+            # means a cumulative average, as in nn.BatchNorm2d.
+            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
             self.running_mean.mul_(1.0 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
             self.running_var.mul_(1.0 - m).add_(var.to(self.running_var.dtype), alpha=m)
-            self.num_batches_tracked.add_(1)
         return y

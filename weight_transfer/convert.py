@@ -96,7 +96,7 @@ def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=Fal
     """
     spec = _spec(spec)
     module = formats.get(fmt)
-    module.check_suffix(path)
+    _check_destination(module, path)
     check(spec, weights, where=f"weights for {path}")
     common.check_floating(str(path), weights)
     if not allow_nonfinite:
@@ -105,6 +105,18 @@ def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=Fal
     with common.Staged(path, sidecar=module.has_sidecar(path)) as staged:
         module.write(weights, staged.path, spec, meta, staged.sidecar)
         return staged.commit()
+
+
+def _check_destination(module, path):
+    """Refuse, before any work, a destination the rename would fail on (a file over a directory...)."""
+    path = Path(path)
+    module.check_suffix(path)
+    directory = getattr(module, "writes_directory", lambda p: False)(path)
+    if directory and path.exists() and not path.is_dir():
+        raise FormatError(str(path), f"exists and is a file; the {module.NAME} format writes a directory here "
+                                     "(name the file *.msgpack for flax's msgpack)")
+    if not directory and path.is_dir():
+        raise FormatError(str(path), "is a directory; expected a file name")
 
 
 def _cast(weights, dtype):
@@ -183,7 +195,7 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     src, dst = Path(src), Path(dst)
     if dtype is not None:
         common.as_dtype(dtype)  # a bad name fails before any work
-    dst_module.check_suffix(dst)
+    _check_destination(dst_module, dst)
     if not src.exists():
         raise FormatError(str(src), "no such file or directory")
 

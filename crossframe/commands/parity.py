@@ -8,7 +8,8 @@ HELP = "check that PyTorch, Keras and Flax compute the same numbers (the whole z
 
 
 def add_arguments(p):
-    p.add_argument("arch", nargs="*", help="variants to check (default: every registered variant)")
+    p.add_argument("arch", nargs="*", help="variants to check (default: the zoo, every variant of ours; "
+                                           "library-named ones such as timm/resnet50 when named)")
     p.add_argument("--frameworks", default="torch,tf,jax", help="comma-separated subset of torch,tf,jax")
     p.add_argument("--device", default="cpu",
                    help="cpu, gpu or tpu for every framework, or per framework: torch:cpu,jax:gpu")
@@ -70,7 +71,7 @@ def run(args):
         raise ValueError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
     if args.dtype == "bfloat16" and modes != ("eval",):
         raise ValueError("--dtype bfloat16 is checked in eval mode only (--mode eval)")
-    names = args.arch or archspec.list_variants()
+    names = args.arch or [n for n in archspec.list_variants() if "/" not in n]
     overrides = {"input_size": args.input_size} if args.input_size else {}
     specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work
     if args.weights and len(specs) != 1:

@@ -49,7 +49,9 @@ TOLERANCES = {
     ("float32", "strict", "eval"): 1e-5,
     ("float32", "strict", "train"): 1e-4,
     ("float32", "strict", "grad"): 1e-4,
-    ("float32", "strict", "step"): 1e-4,
+    # Two SGD steps are compared as weight changes (after - before), each a difference of two
+    # nearby float32 numbers: the float32-vs-float64 floor of that alone reaches 1e-4.
+    ("float32", "strict", "step"): 1e-3,
     ("float32", "fast", "eval"): 5e-3,
     ("float32", "fast", "train"): 1e-2,
     ("float32", "fast", "grad"): 1e-2,

@@ -119,7 +119,11 @@ class TorchRunner(Runner):
 
     def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
         self.model.train()
-        opt = self.torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
+        params = list(self.model.parameters())
+        if not params:  # nothing to train: the steps are train-mode forwards
+            self.train(xs)
+            return self._weights()
+        opt = self.torch.optim.SGD(params, lr=lr, momentum=momentum)
         for x in xs:
             opt.zero_grad(set_to_none=True)
             (self.model(self._x(x)) * self._x(cotangent)).sum().backward()
@@ -190,6 +194,9 @@ class KerasRunner(Runner):
 
     def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
         tf = self.tf
+        if not self.model.trainable_variables:
+            self.train(xs)
+            return self.adapter.from_keras(self.model)
         opt = self.keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
         with tf.device(self.tf_device):
             for x in xs:

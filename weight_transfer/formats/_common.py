@@ -200,8 +200,9 @@ def nonfinite(weights):
         if a.dtype.itemsize < 8:
             # A float64 sum of float32/16 values cannot overflow and is NaN/Inf exactly when a value
             # is: one vectorised pass with no boolean array per tensor.
-            if np.isfinite(np.sum(a, dtype=np.float64)):
-                continue
+            with np.errstate(all="ignore"):  # Inf - Inf is NaN: still "not finite", no warning
+                if np.isfinite(np.sum(a, dtype=np.float64)):
+                    continue
             a = a.astype(np.float32)
         finite = np.isfinite(a)
         if not finite.all():

@@ -231,6 +231,10 @@ def has_sidecar(path):
     return Path(path).name.endswith(".msgpack")
 
 
+def writes_directory(path):
+    return is_orbax(path, for_writing=True)
+
+
 def check_suffix(path):
     pass  # any name: *.msgpack is msgpack, anything else an Orbax directory
 
@@ -290,7 +294,9 @@ def runner(path, spec):
     else:
         from flax.serialization import from_bytes
 
-        variables = from_bytes(jax_impl.init(module, jax.random.PRNGKey(0)), path.read_bytes())
+        # The target only gives the structure: its abstract form (no init compiled or run) will do.
+        target = jax.eval_shape(lambda key: jax_impl.init(module, key), jax.random.PRNGKey(0))
+        variables = from_bytes(target, path.read_bytes())
     apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
 
     def run(x):

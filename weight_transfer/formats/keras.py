@@ -193,33 +193,42 @@ def read(path, spec):
 def _write_h5(target, weights, spec, metadata):
     import h5py
 
+    from h5py import h5a, h5d, h5g, h5s, h5t
+
     groups, datasets = layout(spec)
     with h5py.File(target, "w") as f:
         for k, v in common.flat_metadata(metadata).items():
             f.attrs[ATTR_PREFIX + k] = v
-        # Groups are created once, parent by parent, and datasets on their group object: resolving
-        # a long path for every dataset costs more than writing ResNet-152's 240 MB.
-        made = {"": f}
+        # h5py's low-level calls, each group made once: with ResNet-152's 777 datasets in ~1000
+        # groups, the high-level API's per-call checks cost more than writing the 240 MB.
+        ids = {"": f.id}
+
+        def group(path):
+            gid = ids.get(path)
+            if gid is None:
+                parent, _, leaf = path.rpartition("/")
+                gid = ids[path] = h5g.create(group(parent), leaf.encode())
+            return gid
+
+        # Keras gives each variables' group a ``name`` attribute (the layer's; it reads by path, not by it)
+        str_type = h5py.string_dtype()
+        str_tid, scalar = h5t.py_create(str_type, logical=True), h5s.create(h5s.SCALAR)
         for g, name in groups:
-            node = made[""]
-            if g:
-                parts = g.split("/")
-                for i in range(len(parts)):
-                    sub = "/".join(parts[:i + 1])
-                    if sub not in made:
-                        made[sub] = node.create_group(parts[i])
-                    node = made[sub]
-            made[f"{g}/vars" if g else "vars"] = node.create_group("vars")
-            made[f"{g}/vars" if g else "vars"].attrs["name"] = name
+            h5a.create(group(f"{g}/vars" if g else "vars"), b"name", str_tid, scalar).write(
+                np.array(name, dtype=str_type))
+        types = {}
         for p, name, kind, shape in datasets:
             a = np.asarray(weights[name])
             if kind == "depthwise":
                 a = a.transpose(0, 1, 3, 2)
             a = np.ascontiguousarray(a)
-            group, _, key = p.rpartition("/")
-            ds = made[group].create_dataset(key, data=a)
+            parent, _, key = p.rpartition("/")
+            tid = types.get(a.dtype) or types.setdefault(a.dtype, h5t.py_create(a.dtype, logical=True))
+            space = h5s.create_simple(a.shape) if a.ndim else h5s.create(h5s.SCALAR)
+            ds = h5d.create(group(parent), key.encode(), tid, space)
+            ds.write(h5s.ALL, h5s.ALL, a)
             if common.dtype_name(a) == "bfloat16":  # as Keras writes it (opaque 2-byte values + this attribute)
-                ds.attrs["dtype"] = "bfloat16"
+                h5py.Dataset(ds).attrs["dtype"] = "bfloat16"
 
 
 def _keras_config(spec):

@@ -62,7 +62,8 @@ def layout(spec):
 def to_canonical(state, spec, where):
     """Canonical weights from a state_dict of numpy arrays; dtypes kept; one error lists every problem.
 
-    Entries are popped from ``state`` as they are converted, so the source is freed progressively.
+    Entries are popped from ``state`` as they are converted (a copy-loaded source is freed as it
+    goes); tensors whose layout does not change are not copied: they stay views of the source.
     """
     entries, counters = layout(spec)
     expected = {key: tshape for _, key, _, tshape in entries}
