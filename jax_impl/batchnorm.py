@@ -29,9 +29,10 @@ class BatchNorm(nn.Module):
         running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(shape, jnp.float32))
         running_var = self.variable("batch_stats", "var", lambda: jnp.ones(shape, jnp.float32))
 
+        compute = jnp.promote_types(x.dtype, jnp.float32)  # bfloat16 -> float32, float64 stays
         if train:
             axes = tuple(range(x.ndim - 1))
-            x32 = x.astype(jnp.float32)
+            x32 = x.astype(compute)
             mean = jnp.mean(x32, axis=axes)
             var = jnp.mean(jnp.square(x32 - mean), axis=axes)  # biased, two-pass
             if not self.is_initializing():
@@ -56,7 +57,7 @@ class BatchNorm(nn.Module):
             mean, var = running_mean.value, running_var.value
 
         inv = lax.rsqrt(var + bn.eps) * scale
-        y = (x.astype(jnp.float32) - mean) * inv + bias
+        y = (x.astype(compute) - mean) * inv + bias
         return y.astype(x.dtype)
 
     def _where(self):

@@ -12,6 +12,29 @@ import archspec
 # here in eval mode at a small size (LIBRARY).
 ALL = [n for n in archspec.list_variants() if "/" not in n]
 LIBRARY = [n for n in archspec.list_variants() if "/" in n]
+# Per-variant unit tests of each renderer (build, names, round trip, eval against torch) run on these in
+# the default suite, and on every variant under -m heavy: together they use every block type, activation,
+# padding mode (tf_same, tf_same_even), BN convention, preprocessing and classifier form in the zoo;
+# every variant is still built and checked in all three frameworks by test_parity_networks.
+REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobilenet_v1_025", "mobilenet_v2_035",
+                  "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
+                  "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
+                  "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
+                  "torchvision/mnasnet0_5"]
+
+
+def variants(names):
+    """pytest params: ``names``, with those not in REPRESENTATIVE marked heavy (run with -m heavy)."""
+    import pytest
+
+    return [pytest.param(n, id=n) if n in REPRESENTATIVE else pytest.param(n, id=n, marks=pytest.mark.heavy)
+            for n in names]
+
+
+# Train, gradient and SGD-step parity of whole networks in the default suite (every block type is
+# covered in all four modes by test_parity_blocks; these add depth: flatten+dense, SE with
+# hard-sigmoid, max pool and residual stages, channel shuffle). Every variant under -m heavy.
+TRAIN_DEFAULT = ["dsconv_cnn", "mobilenet_v3_small_100", "resnet18", "shufflenet_v2_x0_5"]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.

@@ -35,6 +35,7 @@ import weight_transfer as wt  # noqa: E402
 from archspec import blocks as B  # noqa: E402
 from archspec import ir  # noqa: E402
 from weight_transfer import WeightError  # noqa: E402
+from parity_cases import variants  # noqa: E402
 
 SMALL = 64
 # One variant per block type and convention (activations, SE, BN conventions, flatten, pools).
@@ -101,7 +102,7 @@ def quick_weights(spec, seed=1):
 _SWEPT = {}  # (layers, input_shape) -> first variant checked: a Network depends on nothing else
 
 
-@pytest.mark.parametrize("name", archspec.list_variants())
+@pytest.mark.parametrize("name", variants(archspec.list_variants()))
 def test_variant(name):
     """Structure from tracing (``jax.eval_shape``: exactly the programs ``init`` and ``apply`` run,
     nothing compiled), so the sweep stays fast on CPU; numbers are checked on REPRESENTATIVES.

@@ -1,8 +1,11 @@
 """Every registered network computes the same numbers in PyTorch, Keras and Flax.
 
 Weights: random, with BN statistics calibrated on a batch (crossframe.parity.calibrate), moved
-through weight_transfer. Eval outputs must agree at rel <= 1e-5 (float32, CPU); train-mode outputs,
-running statistics after 3 steps, gradients and two SGD-with-momentum steps at rel <= 1e-4.
+through weight_transfer. Eval outputs must agree at rel <= 1e-5 (float32, CPU). Train-mode outputs,
+running statistics after 3 steps and gradients at rel <= 1e-4, two SGD-with-momentum steps at
+1e-3, and all three in float64 at 1e-9; a float32 pair over its band passes only as ``ok*``
+(float32-limited: the pair agrees in float64 and the difference is a framework's own float32
+rounding, e.g. a ReLU input within 1e-7 of zero; see docs/PARITY.md).
 Large networks run at reduced resolution here and at full resolution under ``-m heavy``.
 """
 
@@ -13,16 +16,17 @@ import pytest
 
 from crossframe.parity import check_network
 
-from parity_cases import ALL, HEAVY, LIBRARY, eval_spec, train_spec
+from parity_cases import ALL, HEAVY, LIBRARY, TRAIN_DEFAULT, eval_spec, train_spec
 
 
 def _assert_all(records, parity_report):
     parity_report.extend(records)
     bad = [r for r in records if not r.passed]
-    assert not bad, "\n".join(f"{r.network} {r.mode} {r.pair}: rel {r.rel:.3e} > {r.tolerance:.0e} "
-                              f"(floor {r.floor:.1e}, worst {r.worst})" for r in bad)
+    assert not bad, "\n".join(f"{r.network} {r.mode} {r.pair}: rel {r.rel:.3e} (tolerance {r.tolerance:.0e}), "
+                              f"float64 rel {r.rel64:.1e}, own float32 error {r.own:.1e}, floor {r.floor:.1e}, "
+                              f"worst {r.worst}" for r in bad)
     for r in records:
-        assert r.rel <= r.tolerance
+        assert r.rel <= r.tolerance or (r.verdict == "ok*" and r.rel64 <= 1e-9 and r.rel <= 2 * r.own + r.rel64)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -39,12 +43,17 @@ def test_eval_parity_library_conventions(name, parity_report):
                               floor=False), parity_report)
 
 
-# Opt-in (-m heavy) until the failures found on 2026-11-23 are fixed: resnet18 gradients differ between
-# JAX and the other two at stage 1's first block (rel 2.7e-2, floor 3.4e-6), and the step floors of
-# plain stacks (mobilenet_v1, shufflenet) are ill-conditioned (1e-2..1e-1). See issue 3's note.
-@pytest.mark.heavy
-@pytest.mark.parametrize("name", ALL)
+# A few networks in the default suite (see parity_cases.TRAIN_DEFAULT), every variant under -m heavy; six
+# runs per mode: three frameworks, in float32 and in float64.
+@pytest.mark.parametrize("name", TRAIN_DEFAULT)
 def test_train_grad_step_parity(name, parity_report):
+    spec = train_spec(name)
+    _assert_all(check_network(spec, modes=("train", "grad", "step"), seed=12, batch=4), parity_report)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", [n for n in ALL if n not in TRAIN_DEFAULT])
+def test_train_grad_step_parity_all(name, parity_report):
     spec = train_spec(name)
     _assert_all(check_network(spec, modes=("train", "grad", "step"), seed=12, batch=4), parity_report)
 
@@ -60,3 +69,34 @@ def test_eval_parity_full_resolution(name, parity_report):
 def test_train_parity_native_resolution(name, parity_report):
     _assert_all(check_network(archspec.load(name, input_size=224), modes=("train", "grad"), seed=14, batch=2),
                 parity_report)
+
+
+def test_float32_kink_is_reported_as_float32_limited(parity_report):
+    """resnet18 at 57 px, seed 12: one ReLU input of stage 1's first block is 2.3e-8 in float64 and
+    rounds to the other side of zero in JAX's float32, so JAX's float32 gradient of that channel's BN
+    bias is 2.7e-2 off, while the float64 gradients of all frameworks agree at 1e-14."""
+    records = check_network(archspec.load("resnet18", input_size=57), frameworks=("torch", "jax"),
+                            modes=("grad",), seed=12, batch=4)
+    parity_report.extend(records)
+    (r,) = records
+    assert r.verdict == "ok*" and r.passed, r
+    assert r.rel > 1e-3 and r.rel64 < 1e-12 and r.own > 1e-3, r
+
+
+def test_an_implementation_difference_fails_in_float64(monkeypatch, parity_report):
+    """A fault the float32 band alone would miss (a 1e-6 change in one weight of one framework) is
+    caught by the float64 comparison, which the ``ok*`` verdict requires."""
+    from weight_transfer import flax_adapter
+
+    real = flax_adapter.to_flax
+
+    def planted(module, weights, *args, **kwargs):
+        weights = dict(weights)
+        weights["stages.0.blocks.0.dw.conv.kernel"] = weights["stages.0.blocks.0.dw.conv.kernel"] * (1 + 1e-6)
+        return real(module, weights, *args, **kwargs)
+
+    monkeypatch.setattr(flax_adapter, "to_flax", planted)
+    records = check_network(archspec.load("mobilenet_v2_035", input_size=32), frameworks=("torch", "jax"),
+                            modes=("grad",), seed=3, batch=4)
+    (r,) = records
+    assert not r.passed and r.verdict == "FAIL" and r.rel64 > 1e-9, r

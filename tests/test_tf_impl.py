@@ -34,6 +34,7 @@ except ImportError as exc:  # torch or torch_impl missing
 
 import keras  # noqa: E402  (after torch: conftest imported triton, and tf_impl would too)
 import tf_impl  # noqa: E402
+from parity_cases import variants  # noqa: E402
 import weight_transfer  # noqa: E402
 from weight_transfer import WeightError  # noqa: E402
 
@@ -81,7 +82,7 @@ def _trainable_count(model):
 # ---------------------------------------------------------------------------------------------
 # Every variant: one model per variant, shared by the tests below (pytest groups them by variant).
 
-@pytest.fixture(scope="module", params=VARIANTS)
+@pytest.fixture(scope="module", params=variants(VARIANTS))
 def case(request):
     spec = _spec(request.param)
     yield spec, tf_impl.build(spec)
@@ -461,9 +462,15 @@ def test_bfloat16_and_float64_models():
     assert _rel(outputs["bfloat16"], outputs["float64"]) <= 0.1  # 8-bit mantissa through 60 layers
 
 
-def test_compiled_training_step_updates_statistics():
-    """model.fit under XLA (jit_compile=True): BN moving statistics and drop path work in a graph."""
-    layer = B.inverted_residual("block", (6, 6, 8), 8, expanded=16, se_reduced=4, drop_path=0.2)
+@pytest.mark.parametrize("drop_path", [0.0, 0.2])
+def test_compiled_training_step_updates_statistics(drop_path):
+    """model.fit under XLA (jit_compile=True): BN moving statistics and drop path work in a graph.
+
+    Every moving statistic moves (the forward pass reaches every BN whatever drop path drops). Every
+    weight is trained only without drop path: with it, a branch dropped for every sample of both
+    steps (probability 0.2**8 per block, but a fixed seed can hit it) rightly gets no gradient.
+    """
+    layer = B.inverted_residual("block", (6, 6, 8), 8, expanded=16, se_reduced=4, drop_path=drop_path)
     spec, model = _single(layer, (6, 6, 8))
     before = weight_transfer.from_keras(model)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=True)
@@ -471,8 +478,12 @@ def test_compiled_training_step_updates_statistics():
     history = model.fit(x, np.zeros_like(x), batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     after = weight_transfer.from_keras(model)
-    # moving = decay * moving + (1 - decay) * batch: every statistic moves, every weight is trained
-    assert all(not np.array_equal(before[k], after[k]) for k in before)
+    # moving = decay * moving + (1 - decay) * batch
+    statistics = [t.name for t in spec.tensors() if not t.trainable]
+    assert statistics and all(not np.array_equal(before[k], after[k]) for k in statistics)
+    if drop_path == 0.0:
+        unchanged = [k for k in before if np.array_equal(before[k], after[k])]
+        assert not unchanged, unchanged
 
 
 def test_import_tf_impl_is_lazy():

@@ -153,7 +153,9 @@ class Preprocess(nn.Module):
     """Per-channel affine input preprocessing, ``y = x * multiplier[c] + addend[c]``.
 
     The constants are non-persistent buffers: they follow ``.to(device)`` but stay out of the
-    state dict, since they are part of the architecture, not weights.
+    state dict, since they are part of the architecture, not weights. They are rounded to the
+    input's dtype at each call, from float64 in a float64 model (``.to(torch.float64)`` of float32
+    buffers would keep float32's rounding of 1/255 and 0.485).
     """
 
     def __init__(self, layer):
@@ -167,4 +169,7 @@ class Preprocess(nn.Module):
                              persistent=False)
 
     def forward(self, x):
+        if x.dtype == torch.float64:
+            exact = torch.tensor((self.ir.multiplier, self.ir.addend), dtype=x.dtype, device=x.device)
+            return x * exact[0].view(1, -1, 1, 1) + exact[1].view(1, -1, 1, 1)
         return x * self.multiplier + self.addend

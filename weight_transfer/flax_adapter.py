@@ -43,15 +43,17 @@ def _merged(variables):
     return merged
 
 
-def from_flax(variables, spec=None):
-    """``{canonical name: float32 numpy array}`` from Flax ``variables`` (``params`` + ``batch_stats``).
+def from_flax(variables, spec=None, dtype=np.float32):
+    """``{canonical name: numpy array}`` from Flax ``variables`` (``params`` + ``batch_stats``).
+
+    ``dtype``: of the arrays; float32 is the canonical dtype, float64 keeps float64 variables exact.
 
     Arrays are host copies (sharded arrays are gathered). With ``spec``, names and shapes are checked
     against ``spec.tensors()`` and returned in its order.
     """
     import jax
 
-    out = {name: np.array(jax.device_get(value), dtype=np.float32, order="C", copy=True)
+    out = {name: np.array(jax.device_get(value), dtype=dtype, order="C", copy=True)
            for name, value in _flatten(_merged(variables))}
     if spec is not None:
         check(spec, out, where="flax variables")

@@ -79,13 +79,16 @@ def _to_canonical(a, kind):
 _from_canonical = _to_canonical  # the depthwise swap is its own inverse
 
 
-def from_keras(model):
-    """``{canonical name: float32 numpy array}`` for every tensor of ``model.spec.tensors()``, in order."""
+def from_keras(model, dtype=np.float32):
+    """``{canonical name: numpy array}`` for every tensor of ``model.spec.tensors()``, in order.
+
+    ``dtype``: of the arrays; float32 is the canonical dtype, float64 keeps a float64 model exact.
+    """
     paths = _paths(model)
     out = {}
     for t in model.spec.tensors():
         variable, kind = _locate(paths, t.name)
-        array = np.array(_to_canonical(np.asarray(variable.numpy()), kind), dtype=np.float32, order="C", copy=True)
+        array = np.array(_to_canonical(np.asarray(variable.numpy()), kind), dtype=dtype, order="C", copy=True)
         if array.shape != tuple(t.shape):
             raise WeightError("keras model", mismatched=[(t.name, array.shape, tuple(t.shape))])
         out[t.name] = array

@@ -83,14 +83,18 @@ def _readable(value):
     return array if array.flags.writeable else array.copy()
 
 
-def from_torch(model):
-    """``{canonical name: float32 numpy array}`` for every tensor of ``model.spec.tensors()``, in order."""
+def from_torch(model, dtype=np.float32):
+    """``{canonical name: numpy array}`` for every tensor of ``model.spec.tensors()``, in order.
+
+    ``dtype``: of the arrays; float32 is the canonical dtype, float64 keeps a float64 model exact.
+    """
     model = _network(model)
     out = {}
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
     for t in model.spec.tensors():
         tensor, kind = _locate(model, t.name)
-        array = _to_canonical(tensor.detach(), kind).to("cpu", torch.float32).numpy()
-        array = np.array(array, dtype=np.float32, order="C", copy=True)
+        array = _to_canonical(tensor.detach(), kind).to("cpu", tdtype).numpy()
+        array = np.array(array, dtype=dtype, order="C", copy=True)
         if array.shape != tuple(t.shape):
             raise WeightError("torch model", mismatched=[(t.name, array.shape, tuple(t.shape))])
         out[t.name] = array

@@ -29,8 +29,10 @@ COMMANDS = [
     "list",
     "summary",
     "parity",
+    "diff",
     "convert",
     "train",
+    "bench",
 ]
 
 

@@ -23,7 +23,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None, help="a weights file to use instead of calibrated random weights")
     p.add_argument("--format", default="canonical", help="format of --weights (see `crossframe convert --help`)")
-    p.add_argument("--no-floor", action="store_true", help="skip the float32-vs-float64 floor (faster)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the float64 runs (the floor; train/grad/step float64 references) and, with "
+                        "--dtype bfloat16, the float32 reference (faster)")
     p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
 
 
@@ -65,7 +67,7 @@ def run(args):
         raise ValueError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
     device = _parse_device(args.device, frameworks)
     modes = tuple(m.strip() for m in args.mode.split(","))
-    from ..parity.harness import MODES
+    from ..parity.harness import MODES, planned_runs
 
     if any(m not in MODES for m in modes):
         raise ValueError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
@@ -82,7 +84,8 @@ def run(args):
     from ..parity.table import format_table
 
     records = []
-    steps = len(specs) * len(modes) * (len(frameworks) + 1)
+    floor = not args.no_floor
+    steps = len(specs) * planned_runs(frameworks, modes, floor, args.dtype)
     with progress_bar(total=steps, desc="parity", unit="run") as bar:
         def tick(name, mode, fw):
             bar.set_postfix_str(f"{name} {mode} {fw}")
@@ -92,8 +95,7 @@ def run(args):
             weights = _load_weights(args, spec) if args.weights else None
             recs = check_network(spec, frameworks, modes, seed=args.seed, batch=args.batch, weights=weights,
                                  device=device, precision=args.precision, dtype=args.dtype,
-                                 floor=not args.no_floor and args.dtype == "float32", progress=tick)
-            bar.update(len(modes))  # the floor runs
+                                 floor=floor, progress=tick)
             records.extend(recs)
     if args.json:
         json.dump([r.as_dict() for r in records], sys.stdout, indent=1)

@@ -14,11 +14,25 @@ from .metrics import rel_error, rel_error_dict, tolerance
 from .runners import make_runner
 
 MODES = ("eval", "train", "grad", "step")
+# Modes whose float32 results may be limited by float32 itself (a ReLU input within rounding of 0
+# takes the other branch; two SGD steps amplify rounding): checked in float64 too, every framework.
+REFERENCE64_MODES = ("train", "grad", "step")
 ORDER = ("torch", "jax", "tf")  # construction order: torch side before TensorFlow, always
 
 
 @dataclass
 class Record:
+    """One framework pair in one mode.
+
+    ``rel``: the pair's rel error in ``dtype``. ``floor``: PyTorch float32 against PyTorch float64,
+    the rounding any float32 run carries. For train/grad/step in float32 every framework also runs
+    in float64: ``rel64`` is the pair in float64 (the same function computed twice: ~1e-14), and
+    ``own`` the larger of the two frameworks' own float32-vs-float64 errors. ``verdict`` is ``ok``
+    (``rel <= tolerance``), ``ok*`` (float32-limited: over the float32 band, but the pair agrees in
+    float64 and the difference is each framework's own float32 rounding: ``rel <= own_a + own_b +
+    rel64``; see docs/PARITY.md, "float32 kinks") or ``FAIL``.
+    """
+
     network: str
     mode: str
     pair: str
@@ -27,6 +41,9 @@ class Record:
     tolerance: float
     worst: str
     passed: bool
+    verdict: str = ""
+    rel64: float = float("nan")
+    own: float = float("nan")
 
     def as_dict(self):
         return asdict(self)
@@ -43,7 +60,10 @@ def _inputs(spec, seed, batch, steps):
 
 # SGD-step mode: a learning rate small enough that two steps stay in the linear regime (a large
 # step makes float32 rounding grow chaotically: the float64 floor itself reached 2e-1 at lr 0.1).
-STEP_LR = 1e-2
+# Both are binary fractions: Keras keeps its optimizer's hyper-parameters in float32 variables,
+# so 0.01 and 0.9 would differ from the other frameworks' by 2e-8 in a float64 run.
+STEP_LR = 2.0 ** -7
+STEP_MOMENTUM = 0.875
 
 
 def run_mode(runner, mode, xs, cot, weights=None):
@@ -61,7 +81,7 @@ def run_mode(runner, mode, xs, cot, weights=None):
         dx, grads = runner.grad(xs[0], cot)
         return {"input_grad": dx, "grads": grads}
     if mode == "step":
-        after = runner.sgd(xs[:2], cot, lr=STEP_LR)
+        after = runner.sgd(xs[:2], cot, lr=STEP_LR, momentum=STEP_MOMENTUM)
         return {"delta": {k: np.asarray(after[k], np.float64) - np.asarray(weights[k], np.float64)
                           for k in weights}}
     raise ValueError(f"mode {mode!r}, expected one of {MODES}")
@@ -105,42 +125,85 @@ def compare(a, ref):
     return worst, what
 
 
+def planned_runs(frameworks, modes, floor=True, dtype="float32"):
+    """How many runs (one framework, one mode, one dtype) :func:`check_network` makes: for progress bars."""
+    runs = len(frameworks) * len(modes)
+    if floor and dtype == "float32":
+        modes64 = [m for m in modes if m in REFERENCE64_MODES]
+        runs += len(frameworks) * len(modes64) + (len(modes) - len(modes64))
+    elif floor and "eval" in modes:
+        runs += 1  # the float32 reference of a low-precision run
+    return runs
+
+
 def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
                   device="cpu", precision="strict", dtype="float32", floor=True, progress=None):
     """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair.
 
     ``device``: 'cpu', 'gpu' or 'tpu' for every framework, or a dict per framework
-    (``{'torch': 'cpu', 'jax': 'gpu'}``) to compare across devices.
+    (``{'torch': 'cpu', 'jax': 'gpu'}``) to compare across devices. ``floor``: also run in float64
+    (PyTorch for eval; every framework, on the CPU, for train/grad/step) when ``dtype`` is float32;
+    with another ``dtype`` (bfloat16), also compare every framework against PyTorch float32 on the CPU.
     """
     frameworks = [f for f in ORDER if f in frameworks]
     spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
     if weights is None:
         weights = calibrated_weights(spec, seed=seed)
     xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else max(batch, 4), steps=3)
-    results = {m: {} for m in modes}
     zero_grads = structurally_zero_grads(spec)
+    reference = floor and dtype == "float32"
+    modes64 = [m for m in modes if m in REFERENCE64_MODES] if reference else []
+
+    def run(fw, run_dtype, run_modes, fw_device):
+        runner = make_runner(fw, spec, weights, device=fw_device, precision_mode=precision, dtype=run_dtype)
+        out = {}
+        for mode in run_modes:
+            runner.load(weights)
+            out[mode] = _drop(run_mode(runner, mode, xs, cot, weights), zero_grads)
+            if progress:
+                progress(spec.name, mode if run_dtype == dtype else f"{mode}/f64", fw)
+        return out
+
+    results, results64 = {}, {}
     for fw in frameworks:
         fw_device = device.get(fw, "cpu") if isinstance(device, dict) else device
-        runner = make_runner(fw, spec, weights, device=fw_device, precision_mode=precision, dtype=dtype)
-        for mode in modes:
-            runner.load(weights)
-            results[mode][fw] = _drop(run_mode(runner, mode, xs, cot, weights), zero_grads)
-            if progress:
-                progress(spec.name, mode, fw)
-        del runner
+        results[fw] = run(fw, dtype, modes, fw_device)
+        if modes64:
+            results64[fw] = run(fw, "float64", modes64, "cpu")
     floors = {m: float("nan") for m in modes}
-    if floor and dtype == "float32":
-        hi_runner = make_runner("torch", spec, weights, device="cpu", dtype="float64")
-        lo_runner = make_runner("torch", spec, weights, device="cpu", dtype="float32")
-        for mode in modes:
-            hi_runner.load(weights)
-            lo_runner.load(weights)
-            floors[mode], _ = compare(_drop(run_mode(lo_runner, mode, xs, cot, weights), zero_grads),
-                                      _drop(run_mode(hi_runner, mode, xs, cot, weights), zero_grads))
+    if reference:  # the floor: PyTorch float32 against PyTorch float64, both on the CPU
+        torch_device = device.get("torch", "cpu") if isinstance(device, dict) else device
+        lo = results["torch"] if "torch" in results and torch_device == "cpu" else run("torch", dtype, modes, "cpu")
+        hi = dict(results64.get("torch", {}))
+        missing = [m for m in modes if m not in hi]
+        if missing:
+            hi.update(run("torch", "float64", missing, "cpu"))
+        floors = {m: compare(lo[m], hi[m])[0] for m in modes}
     records = []
     for mode in modes:
         tol = tolerance(dtype, precision, mode)
         for a, b in itertools.combinations(frameworks, 2):
-            rel, what = compare(results[mode][b], results[mode][a])
-            records.append(Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, bool(rel <= tol)))
+            rel, what = compare(results[b][mode], results[a][mode])
+            record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, bool(rel <= tol))
+            if mode in modes64:
+                record.rel64, _ = compare(results64[b][mode], results64[a][mode])
+                own_a, _ = compare(results[a][mode], results64[a][mode])
+                own_b, _ = compare(results[b][mode], results64[b][mode])
+                record.own = max(own_a, own_b)
+                agree64 = record.rel64 <= tolerance("float64", precision, mode)
+                limited = rel <= (own_a + own_b + record.rel64) * (1 + 1e-6)
+                record.passed = agree64 and (rel <= tol or limited)
+                record.verdict = "FAIL" if not record.passed else ("ok" if rel <= tol else "ok*")
+            else:
+                record.verdict = "ok" if record.passed else "FAIL"
+            records.append(record)
+    if floor and dtype != "float32" and "eval" in modes:
+        # low precision is checked against float32 too: each framework's output against PyTorch's
+        # float32 output on the CPU, under the same band (pair 'jax-float32' and so on)
+        ref = run("torch", "float32", ["eval"], "cpu")["eval"]
+        tol = tolerance(dtype, precision, "eval")
+        for fw in frameworks:
+            rel, what = compare(results[fw]["eval"], ref)
+            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, float("nan"), tol, what, bool(rel <= tol),
+                                  "ok" if rel <= tol else "FAIL"))
     return records

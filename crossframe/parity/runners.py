@@ -7,6 +7,8 @@ two can be compared directly. Frameworks are imported lazily, torch side first (
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import frameworks, precision
@@ -17,6 +19,8 @@ class Runner:
 
     def __init__(self, spec, weights, device="cpu", precision_mode="strict", dtype="float32"):
         self.spec, self.device, self.precision, self.dtype = spec, device, precision_mode, dtype
+        # canonical arrays come back in float64 from a float64 run (float32 would hide its precision)
+        self.np_dtype = np.float64 if dtype == "float64" else np.float32
         self.trainable = [t.name for t in spec.tensors() if t.trainable]
         self.stats = [t.name for t in spec.tensors() if not t.trainable]
         self._setup(weights)
@@ -82,8 +86,7 @@ class TorchRunner(Runner):
         return np.moveaxis(y, 1, -1) if y.ndim == 4 else y
 
     def _weights(self):
-        return {k: np.asarray(v, np.float64 if self.dtype == "float64" else np.float32)
-                for k, v in self.adapter.from_torch(self.model).items()}
+        return self.adapter.from_torch(self.model, self.np_dtype)
 
     def eval(self, x):
         self.model.eval()
@@ -100,7 +103,7 @@ class TorchRunner(Runner):
         return outs, {k: w[k] for k in self.stats}
 
     def _grads_as_canonical(self):
-        saved = self.adapter.from_torch(self.model)
+        saved = self.adapter.from_torch(self.model, self.np_dtype)
         with self.torch.no_grad():
             for p in self.model.parameters():
                 p.copy_(p.grad if p.grad is not None else self.torch.zeros_like(p))
@@ -140,8 +143,8 @@ class KerasRunner(Runner):
         from weight_transfer import keras_adapter
 
         precision.configure_tf(self.precision)
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"the Keras runner supports float32 and bfloat16, not {self.dtype}")
+        if self.dtype not in ("float32", "bfloat16", "float64"):
+            raise ValueError(f"the Keras runner supports float32, bfloat16 and float64, not {self.dtype}")
         self.tf, self.keras = tf, keras
         self.tf_device = "/GPU:0" if self.device == "gpu" else "/CPU:0"
         with tf.device(self.tf_device):
@@ -155,8 +158,7 @@ class KerasRunner(Runner):
             self.adapter.to_keras(self.model, weights)
 
     def _x(self, x):
-        dtype = self.tf.bfloat16 if self.dtype == "bfloat16" else self.tf.float32
-        return self.tf.constant(np.asarray(x), dtype=dtype)
+        return self.tf.constant(np.asarray(x), dtype=getattr(self.tf, self.dtype))
 
     @staticmethod
     def _out(y):
@@ -171,14 +173,14 @@ class KerasRunner(Runner):
         with self.tf.device(self.tf_device):
             for x in xs:
                 outs.append(self._out(self.model(self._x(x), training=True)))
-        w = self.adapter.from_keras(self.model)
+        w = self.adapter.from_keras(self.model, self.np_dtype)
         return outs, {k: w[k] for k in self.stats}
 
     def _grads_as_canonical(self, grads):
-        saved = self.adapter.from_keras(self.model)
+        saved = self.adapter.from_keras(self.model, self.np_dtype)
         for var, g in zip(self.model.trainable_variables, grads):
             var.assign(g if g is not None else self.tf.zeros_like(var))
-        out = self.adapter.from_keras(self.model)
+        out = self.adapter.from_keras(self.model, self.np_dtype)
         self.adapter.to_keras(self.model, saved)
         return {k: out[k] for k in self.trainable}
 
@@ -196,7 +198,7 @@ class KerasRunner(Runner):
         tf = self.tf
         if not self.model.trainable_variables:
             self.train(xs)
-            return self.adapter.from_keras(self.model)
+            return self.adapter.from_keras(self.model, self.np_dtype)
         opt = self.keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
         with tf.device(self.tf_device):
             for x in xs:
@@ -204,7 +206,7 @@ class KerasRunner(Runner):
                     loss = tf.reduce_sum(self.model(self._x(x), training=True) * self._x(cotangent))
                 grads = tape.gradient(loss, self.model.trainable_variables)
                 opt.apply_gradients(zip(grads, self.model.trainable_variables))
-        return self.adapter.from_keras(self.model)
+        return self.adapter.from_keras(self.model, self.np_dtype)
 
 
 class FlaxRunner(Runner):
@@ -233,11 +235,21 @@ class FlaxRunner(Runner):
         self._eval = jax.jit(apply_eval)
         self._train = jax.jit(apply_train)
 
+    @contextlib.contextmanager
+    def _context(self):
+        """Strict/fast matmul precision, and 64-bit types switched on for a float64 runner only."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(precision.jax_precision(self.precision))
+            if self.dtype == "float64":
+                stack.enter_context(self.jax.enable_x64(True))
+            yield
+
     def load(self, weights):
         jax, jnp = self.jax, self.jnp
         variables = self.adapter.to_flax(self.module, weights)
-        self.variables = jax.device_put(jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.jdtype), variables),
-                                        self.jdevice)
+        with self._context():
+            self.variables = jax.device_put(jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.jdtype), variables),
+                                            self.jdevice)
 
     def _x(self, x):
         return self.jax.device_put(self.jnp.asarray(np.asarray(x), self.jdtype), self.jdevice)
@@ -247,18 +259,18 @@ class FlaxRunner(Runner):
         return np.asarray(y, dtype=np.float32) if str(y.dtype) == "bfloat16" else np.asarray(y)
 
     def eval(self, x):
-        with precision.jax_precision(self.precision):
+        with self._context():
             return self._out(self._eval(self.variables, self._x(x)))
 
     def train(self, xs):
         outs = []
         v = self.variables
-        with precision.jax_precision(self.precision):
+        with self._context():
             for x in xs:
                 y, upd = self._train(v, self._x(x))
                 v = {**v, **upd}
                 outs.append(self._out(y))
-        w = self.adapter.from_flax(v)
+        w = self.adapter.from_flax(v, dtype=self.np_dtype)
         return outs, {k: w[k] for k in self.stats}
 
     def _loss(self, params, stats, x, cot):
@@ -270,9 +282,9 @@ class FlaxRunner(Runner):
         jax = self.jax
         v = self.variables
         fn = jax.jit(jax.grad(lambda p, s, xx, c: self._loss(p, s, xx, c)[0], argnums=(0, 2)))
-        with precision.jax_precision(self.precision):
+        with self._context():
             gp, gx = fn(v["params"], v["batch_stats"], self._x(x), self._x(cotangent))
-        grads = self.adapter.from_flax({"params": gp, "batch_stats": {}})
+        grads = self.adapter.from_flax({"params": gp, "batch_stats": {}}, dtype=self.np_dtype)
         return np.asarray(gx), {k: grads[k] for k in self.trainable}
 
     def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
@@ -281,8 +293,9 @@ class FlaxRunner(Runner):
         jax = self.jax
         tx = optax.sgd(lr, momentum=momentum)
         params, stats = self.variables["params"], self.variables["batch_stats"]
-        opt_state = tx.init(params)
-        cot = self._x(cotangent)
+        with self._context():
+            opt_state = tx.init(params)
+            cot = self._x(cotangent)
 
         @jax.jit
         def step(params, stats, opt_state, x):
@@ -290,10 +303,10 @@ class FlaxRunner(Runner):
             updates, opt_state = tx.update(g, opt_state, params)
             return optax.apply_updates(params, updates), upd["batch_stats"], opt_state
 
-        with precision.jax_precision(self.precision):
+        with self._context():
             for x in xs:
                 params, stats, opt_state = step(params, stats, opt_state, self._x(x))
-        return self.adapter.from_flax({"params": params, "batch_stats": stats})
+        return self.adapter.from_flax({"params": params, "batch_stats": stats}, dtype=self.np_dtype)
 
 
 RUNNERS = {"torch": TorchRunner, "tf": KerasRunner, "jax": FlaxRunner}
