@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -46,7 +47,8 @@ class Record:
     own: float = float("nan")
 
     def as_dict(self):
-        return asdict(self)
+        """The record as JSON-ready values: a float that was not measured (NaN) becomes None."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
 def _inputs(spec, seed, batch, steps):
