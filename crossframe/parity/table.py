@@ -1,11 +1,16 @@
 """Render parity records as an aligned table."""
 
 
+def _number(value, spec):
+    """``value`` formatted, or '-' where nothing was measured (None or NaN)."""
+    return "-" if value is None or value != value else format(value, spec)
+
+
 def format_table(records):
     header = ("network", "mode", "pair", "rel error", "f64 floor", "tolerance", "verdict", "worst tensor")
     rows = [header]
     for r in records:
-        rows.append((r.network, r.mode, r.pair, f"{r.rel:.2e}", f"{r.floor:.2e}", f"{r.tolerance:.0e}",
+        rows.append((r.network, r.mode, r.pair, _number(r.rel, ".2e"), _number(r.floor, ".2e"), f"{r.tolerance:.0e}",
                      r.verdict or ("ok" if r.passed else "FAIL"), r.worst))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -15,7 +20,8 @@ def format_table(records):
     lines.append("")
     for r in limited:
         lines.append(f"ok*: {r.network} {r.mode} {r.pair} is over the float32 band but float32-limited: the pair "
-                     f"agrees in float64 (rel {r.rel64:.1e}) and a framework's own float32 error is {r.own:.1e}")
+                     f"agrees in float64 (rel {_number(r.rel64, '.1e')}) and a framework's own float32 error is "
+                     f"{_number(r.own, '.1e')}")
     lines.append(f"{len(records) - failed} comparisons within tolerance, {failed} out of tolerance" if records
                  else "no comparisons made")
     return "\n".join(lines)
