@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple
 
+from .padding import explicit_padding
+
 Shape = Tuple[int, ...]
 Padding = Tuple[Tuple[int, int], Tuple[int, int]]  # ((top, bottom), (left, right))
 
@@ -126,6 +128,16 @@ class ConvBNAct(Layer):
     def macs(self):
         h, w, _ = self.out_shape
         return self.kernel * self.kernel * (self.in_channels // self.groups) * self.out_channels * h * w
+
+    @property
+    def padding_is_tf_same(self):
+        """Whether ``padding`` is non-zero and equals TensorFlow's SAME for ``in_shape``.
+
+        Then a renderer may let the convolution pad itself (Keras ``padding='same'``): the same
+        numbers without a padded copy of the input.
+        """
+        same = tuple(explicit_padding("tf_same", n, self.kernel, self.stride) for n in self.in_shape[:2])
+        return any(p for pair in self.padding for p in pair) and tuple(map(tuple, self.padding)) == same
 
 
 @dataclass(frozen=True)

@@ -584,3 +584,15 @@ def test_spec_is_immutable():
     with pytest.raises(Exception):
         spec.layers[0].out_channels = 3  # frozen dataclass
     assert copy.deepcopy(spec) == spec
+
+
+def test_padding_is_tf_same_is_decided_by_the_ir():
+    """A renderer may let a conv pad itself only where the IR's explicit padding equals TF's SAME."""
+    convs = {L.path: L for L in archspec.load("resnet50").walk() if L.kind == "conv_bn_act"}
+    assert not convs["stem"].padding_is_tf_same              # 7x7/2 symmetric (3, 3); SAME is (2, 3)
+    assert convs["stages.0.blocks.0.conv2"].padding_is_tf_same     # 3x3/1: (1, 1) both ways
+    assert not convs["stages.1.blocks.0.conv2"].padding_is_tf_same  # 3x3/2 at 56 px: SAME is (0, 1)
+    assert not convs["stages.0.blocks.0.conv1"].padding_is_tf_same  # 1x1: no padding at all
+    tf_same = {L.path: L for L in archspec.load("timm/tf_efficientnet_b0").walk() if L.kind == "conv_bn_act"}
+    assert tf_same["stem"].padding_is_tf_same                 # 3x3/2 at 224: (0, 1)
+    assert tf_same["stem"].padding == ((0, 1), (0, 1))

@@ -49,6 +49,10 @@ def pad_hw(x, padding, value=0.0):
 class ConvBNAct(IRLayer):
     """Explicit zero padding, VALID convolution (``conv``), optional ``bn``, optional activation.
 
+    Where the IR's padding equals what Keras' ``padding='same'`` computes for the IR's input size
+    (odd kernels at stride 1, TensorFlow's SAME at stride 2), the conv gets ``'same'`` instead: the
+    same numbers without a padded copy of the input.
+
     ``conv`` is a ``DepthwiseConv2D`` when ``groups == in_channels == out_channels`` (> 1),
     otherwise a ``Conv2D`` with ``groups``.
     """
@@ -56,12 +60,14 @@ class ConvBNAct(IRLayer):
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
         L = layer
+        # One op (and one padded copy) fewer where the IR says the padding is TF's SAME.
+        self._pad, padding = (((0, 0), (0, 0)), "same") if L.padding_is_tf_same else (L.padding, "valid")
         if L.groups > 1 and L.groups == L.in_channels == L.out_channels:
-            self.conv = keras.layers.DepthwiseConv2D(L.kernel, strides=L.stride, padding="valid",
+            self.conv = keras.layers.DepthwiseConv2D(L.kernel, strides=L.stride, padding=padding,
                                                      depth_multiplier=1, use_bias=L.bias, name="conv",
                                                      dtype=self.dtype_policy)
         else:
-            self.conv = keras.layers.Conv2D(L.out_channels, L.kernel, strides=L.stride, padding="valid",
+            self.conv = keras.layers.Conv2D(L.out_channels, L.kernel, strides=L.stride, padding=padding,
                                             groups=L.groups, use_bias=L.bias, name="conv",
                                             dtype=self.dtype_policy)
         self.bn = None
@@ -76,7 +82,7 @@ class ConvBNAct(IRLayer):
         self.built = True
 
     def call(self, x, training=None):
-        x = self.conv(pad_hw(x, self.ir.padding))
+        x = self.conv(pad_hw(x, self._pad))
         if self.bn is not None:
             x = self.bn(x, training=training)
         return self._act(x)

@@ -40,7 +40,7 @@ class ConvBNAct(nn.Module):
         self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, stride=layer.stride,
                               padding=sym if sym else 0, groups=layer.groups, bias=layer.bias)
         self.bn = BatchNorm(layer.bn, layer.out_channels) if layer.bn is not None else None
-        self.act = make_activation(layer.act)
+        self.act = make_activation(layer.act, inplace=True)  # its input is the conv/BN output made here
 
     def forward(self, x):
         if self.pad is not None:
