@@ -37,7 +37,7 @@ def drop_path(module, x, rate, train):
 
 
 class ConvBNAct(nn.Module):
-    """Explicit zero padding + VALID conv (``conv``), optional batch norm (``bn``), optional activation."""
+    """Conv (``conv``) with the IR's explicit per-side padding, optional batch norm (``bn``), optional activation."""
 
     block: ir.ConvBNAct
 
