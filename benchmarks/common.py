@@ -1,14 +1,15 @@
 """What every benchmark suite shares: the models, the settings, paired timing, fresh-process probes.
 
 Timing (:func:`alternate`). Every contender of one measurement is built in the same process and
-warmed up (``warmup`` calls; the first also sets how many calls make one sample: at least
-``min_sample_s`` seconds, so a batch-1 sample is not a single 5 ms call). Then ``rounds`` rounds
-each time one sample of every contender, the order reversed every other round (A B, B A, A B ...),
-so a burst of load from other jobs on a shared machine falls on both sides of a pair. A sample is
-seconds per call (wall clock, after the device is synchronised). Reported: per contender the
-median over rounds as images/s; per pair the ratio ``throughput(ours) / throughput(ref)``
-computed round by round (``t_ref / t_ours`` of the same round) and its median. Ratios > 1: ours is
-faster.
+warmed up (``warmup`` calls, the first one timed as the in-process first call; one more where the
+first call compiles), the last warm-up call setting how many calls make one sample (at least
+``min_sample_s`` seconds, so a batch-1 sample is not one 5 ms call). Then ``rounds`` rounds
+(``small_rounds`` at batch 1) each time one sample of every contender, the order reversed every
+other round (A B, B A, A B ...), so a burst of load from other jobs falls on both sides of a pair.
+A sample is seconds per call, wall clock after the device is synchronised, and process CPU time
+beside it. Reported: per contender the median over rounds as images/s; per pair the ratio
+``throughput(ours) / throughput(ref)`` computed round by round (``t_ref / t_ours`` of the same
+round) and its median (``cpu_median``: the same from CPU time). Ratios > 1: ours is faster.
 
 Memory and first call (:func:`probe`). Each (model, contender) runs once more in a fresh Python
 process that imports what it needs, builds the model and its inputs, then, for inference and then
@@ -23,6 +24,12 @@ same process, so its peak is the high-water mark above the same baseline; memory
 kept from inference is counted once, not twice. On CUDA the peak comes from the framework's
 allocator instead (``torch.cuda.max_memory_allocated``, JAX ``memory_stats()``, TF
 ``get_memory_info``).
+
+Threads (``--threads``). On a machine shared with other jobs, multi-threaded CPU kernels wait at
+every barrier for a descheduled thread (a 64 px MobileNetV2 at batch 1 took 12 ms with one thread
+and 50-600 ms with two, at load average 6 on two cores); ``--threads 1`` caps torch (OpenMP), TF
+(intra/inter-op pools) and XLA (Eigen) at one thread each through the environment, set before any
+framework is imported, here and in every probe.
 """
 
 from __future__ import annotations
@@ -270,6 +277,11 @@ def first_calls(fn, memory):
     fn()
     second = time.perf_counter() - start
     return {"first_call_s": first, "second_call_s": second, "peak_mb": memory.stop()}
+
+
+def probe_steps(runner, settings, memory):
+    """What a probe process measures: :func:`first_calls` of inference, then of a training step."""
+    return {metric: first_calls(runner.step(metric, settings.batch), memory) for metric in ("infer_large", "train")}
 
 
 # -- fresh-process probes ---------------------------------------------------------------------

@@ -122,8 +122,10 @@ def run_part(part, settings, bar=None):
                     continue
                 label = "torch_impl" if part == "torch" else "timm (dynamic pad)"
                 records += _measure(part, model, mode, runners, settings, bar, label)
-        elif part == "jax":
-            records += _measure(part, model, "jit", _jax_runners(model, settings), settings, bar, "jax_impl")
+        elif part == "jax":  # on CPU without the training step: XLA compiles it for a minute per network
+            jax_settings = settings if settings.metrics or settings.quick or settings.device != "cpu" \
+                else replace(settings, metrics=("infer_small", "infer_large"))
+            records += _measure(part, model, "jit", _jax_runners(model, jax_settings), jax_settings, bar, "jax_impl")
         elif part == "tf":
             records += _measure(part, model, "function", _tf_runners(model, settings), settings, bar, "tf_impl")
     return records, notes

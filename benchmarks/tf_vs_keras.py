@@ -183,12 +183,7 @@ def probe(payload, settings):
     runner = Runner(model, spec, payload["mode"], settings)
     memory = common.PeakMemory("tf-gpu" if settings.device.startswith("cuda") else "rss")
     result = {"setup_s": time.perf_counter() - t0, "batch": settings.batch, "memory_kind": memory.kind}
-    for metric in ("infer_large", "train"):
-        step = runner.step(metric, settings.batch)
-        memory.start()
-        start = time.perf_counter()
-        step()
-        result[metric] = {"first_call_s": time.perf_counter() - start, "peak_mb": memory.stop()}
+    result.update(common.probe_steps(runner, settings, memory))
     result["params"] = int(sum(v.numpy().size for v in model.weights))
     return result
 

@@ -292,12 +292,7 @@ def probe(payload, settings):
     runner = Runner(model, spec, payload["mode"], settings.device)
     memory = common.PeakMemory("torch-cuda" if settings.device.startswith("cuda") else "rss")
     result = {"setup_s": time.perf_counter() - t0, "batch": settings.batch, "memory_kind": memory.kind}
-    for metric in ("infer_large", "train"):
-        step = runner.step(metric, settings.batch)
-        memory.start()
-        start = time.perf_counter()
-        step()
-        result[metric] = {"first_call_s": time.perf_counter() - start, "peak_mb": memory.stop()}
+    result.update(common.probe_steps(runner, settings, memory))
     result["params"] = sum(p.numel() for p in model.parameters())
     del torch
     return result

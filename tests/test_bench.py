@@ -112,7 +112,7 @@ def test_suite_quick_in_process(suite):
     from dataclasses import replace
 
     module = importlib.import_module(f"benchmarks.{suite}")
-    settings = replace(QUICK, probes=False, metrics=("infer_small",), modes=("function",) if suite == "tf_vs_keras"
+    settings = replace(QUICK, probes=False, metrics=("infer_small",), modes=("eager",) if suite == "tf_vs_keras"
                        else None)
     result = module.run(settings)
     check_records(result["records"], suite)
@@ -134,4 +134,62 @@ def test_bench_rejects_bad_input():
                           env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "crossframe: error: --suites: unknown nope; expected some of torch, tf, jax, padding, convert"]
+        "crossframe: error: --suites: unknown nope; expected some of torch, tf, jax, flax, padding, convert"]
+
+
+# -- jax_impl vs hand-written Flax ------------------------------------------------------------------
+
+def test_jax_vs_flax_quick_in_process():
+    """Both modes at batch 1 (the training step compiles for ~25 s per contender on CPU: left to --quick)."""
+    from dataclasses import replace
+
+    from benchmarks import jax_vs_flax
+
+    result = jax_vs_flax.run(replace(QUICK, probes=False, metrics=("infer_small",)))
+    check_records(result["records"], "jax_vs_flax")
+    assert {(r["mode"], r["metric"]) for r in result["records"]} == {("fp32", "infer_small"), ("bf16", "infer_small")}
+    assert {r["dtype"] for r in result["records"]} == {"float32", "bfloat16"}
+    for rec in result["records"]:
+        assert set(rec["contenders"]) == {"jax_impl", "flax_handwritten"} and rec["compiled"]
+        assert [(r["ours"], r["ref"]) for r in rec["ratios"]] == [("jax_impl", "flax_handwritten")]
+    text = report.format_suite(result)
+    assert report.TITLES["jax_vs_flax"] in text and "flax_handwritten" in text
+    with pytest.raises(common.BenchError, match="no hand-written Flax model"):
+        jax_vs_flax.run(replace(QUICK, probes=False, models=("efficientnet_b0",)))
+
+
+@pytest.mark.parametrize("variant, model", [("resnet50", "resnet50"), ("mobilenet_v2_100", "mobilenet_v2"),
+                                            ("mobilenet_v2_035", "mobilenet_v2_035")])
+def test_flax_reference_is_the_same_network(variant, model):
+    """Same parameter and statistics counts as the spec, and on the same weights the same eval outputs."""
+    import archspec
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jax_impl
+    import weight_transfer
+    from benchmarks import flax_reference, jax_vs_flax
+
+    spec = archspec.load(variant, input_size=64)
+    hand = jax_vs_flax.handwritten(model, spec, jnp.float32)
+    shapes = jax.eval_shape(lambda k: hand.init(k, jnp.zeros((1, 64, 64, 3)), train=False), jax.random.PRNGKey(0))
+
+    def size(tree):
+        return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
+
+    buffers = sum(int(np.prod(t.shape)) for t in spec.tensors() if not t.trainable)
+    assert (size(shapes["params"]), size(shapes["batch_stats"])) == (spec.params, buffers)
+    assert len(jax.tree_util.tree_leaves(shapes)) == len(spec.tensors())
+
+    ours = jax_impl.build(spec)
+    variables = weight_transfer.to_flax(ours, weight_transfer.random_weights(spec, seed=1))  # BN stats not trivial
+    mapped = flax_reference.from_jax_impl(hand, variables)  # checks the tree against hand.init's
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    want = np.asarray(jax.jit(lambda v, x: ours.apply(v, x, train=False))(variables, x))
+    got = np.asarray(jax.jit(lambda v, x: hand.apply(v, x, train=False))(mapped, x))
+    assert got.shape == want.shape == (2, spec.num_classes)
+    assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
+
+    with pytest.raises(ValueError, match="not mapped"):  # an extra jax_impl variable is an error, not ignored
+        flax_reference.from_jax_impl(hand, {**variables, "params": {**variables["params"], "extra": jnp.zeros(3)}})

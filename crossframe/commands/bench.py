@@ -1,4 +1,5 @@
-"""crossframe bench: throughput, memory and first-call time against torchvision, timm and keras.applications.
+"""crossframe bench: throughput, memory and first-call time against torchvision, timm, keras.applications
+and hand-written Flax.
 
 Each suite of ``benchmarks/`` runs in its own Python process (TensorFlow and PyTorch never share
 one, and each suite starts from a clean allocator), with the thread caps set before any framework
@@ -19,12 +20,15 @@ from pathlib import Path
 from . import CommandError
 
 NAME = "bench"
-HELP = "benchmark the renderers against torchvision/timm/keras.applications: images/s, memory, compile time"
+HELP = ("benchmark the renderers against torchvision/timm/keras.applications/hand-written Flax: images/s, memory, "
+        "compile time")
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = {"torch": "torch_vs_libs", "tf": "tf_vs_keras", "jax": "jax_vs_torch", "padding": "padding_cost",
-          "convert": "convert_resnet152"}
-DEFAULT_SUITES = ("torch", "tf", "jax", "padding", "convert")
+SUITES = {"torch": "torch_vs_libs", "tf": "tf_vs_keras", "jax": "jax_vs_torch", "flax": "jax_vs_flax",
+          "padding": "padding_cost", "convert": "convert_resnet152"}
+DEFAULT_SUITES = ("torch", "tf", "jax", "flax", "padding", "convert")
+# flax is left out of the quick default: its smoke run compiles eight training steps (minutes on CPU);
+# `crossframe bench --quick --suites flax` runs it
 QUICK_SUITES = ("torch", "tf", "jax", "padding")
 
 
@@ -32,12 +36,13 @@ def add_arguments(parser):
     parser.add_argument("--suites", help=f"comma-separated subset of {', '.join(SUITES)} "
                                          f"(default: all; with --quick: {', '.join(QUICK_SUITES)})")
     parser.add_argument("--models", help="comma-separated networks (default: mobilenet_v2, mobilenet_v3_large, "
-                                         "efficientnet_b0, resnet50; padding: efficientnet_b0)")
+                                         "efficientnet_b0, resnet50; flax: resnet50, mobilenet_v2; "
+                                         "padding: efficientnet_b0)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: mobilenet_v2_035 at 64 px, batch 2, one round (checks the machinery, "
                              "measures nothing worth quoting)")
-    parser.add_argument("--batch", type=int, help="the large batch (default 8 on CPU, 128 on CUDA)")
+    parser.add_argument("--batch", type=int, help="the large batch (default 8 on CPU, 128 on CUDA; flax: 256 on CUDA)")
     parser.add_argument("--rounds", type=int, help="alternating rounds per measurement (default 3 on CPU, 10 on CUDA)")
     parser.add_argument("--threads", type=int, help="compute threads per framework (default: all cores)")
     parser.add_argument("--modes", help="modes passed to every selected suite (see `python -m benchmarks.<suite> -h`)")
