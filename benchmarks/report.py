@@ -1,8 +1,9 @@
 """Benchmark results (JSON) -> markdown tables and a plot for docs/BENCHMARKS.md.
 
-    python -m benchmarks.report RESULTS.json [--update docs/BENCHMARKS.md] [--plot docs/benchmarks.png]
+    python -m benchmarks.report RESULTS.json [MORE.json ...] [--update docs/BENCHMARKS.md] [--plot docs/benchmarks.png]
 
-``RESULTS.json`` is what ``crossframe bench --json`` (all suites) or one suite's ``--json`` wrote.
+``RESULTS.json`` is what ``crossframe bench --json`` (all suites) or one suite's ``--json`` wrote;
+several files are shown as one, their suites in the order given.
 ``--update`` replaces the text between ``<!-- bench:results:begin -->`` and
 ``<!-- bench:results:end -->`` in the file with the tables; without it they go to stdout.
 """
@@ -237,11 +238,11 @@ def update_file(path, text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="JSON written by `crossframe bench --json` or a suite's --json")
+    parser.add_argument("results", nargs="+", help="JSON written by `crossframe bench --json` or a suite's --json")
     parser.add_argument("--update", metavar="MD", help="replace the marked results section of this file")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio plot here")
     args = parser.parse_args(argv)
-    data = json.loads(Path(args.results).read_text())
+    data = {"suites": [suite for path in args.results for suite in suites_of(json.loads(Path(path).read_text()))]}
     text = format_all(data)
     if args.update:
         update_file(args.update, text)
