@@ -1,12 +1,17 @@
 """Where torch_impl and a reference library spend their time: one network, torch.profiler, per op.
 
     python -m benchmarks.profile_torch mobilenet_v2 --ref timm [--batch 8] [--channels-last] [--calls 10]
+    python -m benchmarks.profile_torch mobilenet_v2 --ref timm --fresh 2 [--threads 1]
 
 Builds both contenders exactly as ``benchmarks.torch_vs_libs`` does (same spec, same canonical
 random weights, eval mode), warms each up, then profiles ``--calls`` forward passes of each under
 ``torch.no_grad()`` and prints, per aten op, the self CPU time of both and their difference,
 largest difference first, with the call counts (a different count means a different program,
 not a slower kernel). docs/BENCHMARKS.md quotes its output for the missed targets.
+
+``--fresh N`` instead times each contender alone (15 forward passes, median) in ``N`` fresh
+processes per contender, alternating ours / reference / torchvision, to separate what a model
+costs from what sharing one process costs.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ def main(argv=None):
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--fresh", type=int, default=0, metavar="N", help="time each contender alone in N fresh processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the --fresh processes")
+    parser.add_argument("--alone", help=argparse.SUPPRESS)  # one --fresh process: this contender only
     args = parser.parse_args(argv)
+    if args.fresh:
+        return fresh(args)
+    if args.alone:
+        return alone(args)
 
     from .torch_vs_libs import build, common_torch
 
@@ -62,6 +74,46 @@ def main(argv=None):
     for k in keys[:args.top]:
         (ta, na), (tb, nb) = a.get(k, (0.0, 0)), b.get(k, (0.0, 0))
         print(f"{k[:40]:40} {ta:9.2f} {tb:9.2f} {ta - tb:+8.2f} {na:>7}/{nb:<7}")
+    return 0
+
+
+def fresh(args):
+    import os
+    import subprocess
+
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+    contenders = ["torch_impl", args.ref] + (["torchvision"] if args.ref != "torchvision" else [])
+    for _ in range(args.fresh):
+        for contender in contenders:
+            cmd = [sys.executable, "-m", "benchmarks.profile_torch", args.model, "--ref", args.ref,
+                   "--batch", str(args.batch), "--alone", contender] + (["--channels-last"] if args.channels_last else [])
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+            print(out.splitlines()[-1])
+    return 0
+
+
+def alone(args):
+    import statistics
+    import time
+
+    from .torch_vs_libs import build, common_torch
+
+    torch = common_torch()
+    library = args.ref if args.alone == "torch_impl" else args.alone
+    model, spec = build(args.alone, common.model_entry(args.model, library), common.Settings(device="cpu"))
+    x = torch.randn(args.batch, spec.input_shape[2], *spec.input_shape[:2])
+    if args.channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        for _ in range(15):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    print(f"{args.alone:12} {statistics.median(times) * 1e3:7.1f} ms per batch of {args.batch} "
+          f"({torch.get_num_threads()} threads, fresh process)")
     return 0
 
 

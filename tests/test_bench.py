@@ -193,3 +193,25 @@ def test_flax_reference_is_the_same_network(variant, model):
 
     with pytest.raises(ValueError, match="not mapped"):  # an extra jax_impl variable is an error, not ignored
         flax_reference.from_jax_impl(hand, {**variables, "params": {**variables["params"], "extra": jnp.zeros(3)}})
+
+
+def test_profile_torch_compares_the_same_program():
+    """`benchmarks.profile_torch`: per-op self times of torch_impl and the library, call counts beside them.
+
+    MobileNetV2 in torch_impl and torchvision is one program: every op that computes is called as
+    often on both sides (torchvision flattens before the classifier; we pool to (N, C) directly).
+    """
+    out = subprocess.run([sys.executable, "-m", "benchmarks.profile_torch", "mobilenet_v2", "--ref", "torchvision",
+                          "--batch", "1", "--calls", "1", "--top", "40"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("op "))
+    assert "self CPU ms per forward, torch_impl" in lines[header - 1]
+    rows = [line.split() for line in lines[header + 1:] if line.startswith("aten::")]
+    assert any(r[0] == "aten::mkldnn_convolution" for r in rows), out.stdout
+    computing = ("aten::mkldnn_convolution", "aten::native_batch_norm", "aten::hardtanh_", "aten::add", "aten::addmm")
+    counts = {r[0]: r[-1].split("/") for r in rows if r[0] in computing}
+    assert set(counts) == set(computing), out.stdout
+    for op, (ours, ref) in counts.items():
+        assert ours == ref, f"{op} called {ours} times in torch_impl, {ref} in torchvision"
