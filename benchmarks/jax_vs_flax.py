@@ -252,6 +252,12 @@ def main(argv=None):
     module = sys.modules[__name__]
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.split("\n\n")[0])
     common.add_arguments(parser)
+    for action in parser._actions:  # this suite's own networks and batch, not the shared defaults
+        if action.dest == "models":
+            action.help = (f"comma-separated subset of {', '.join(DEFAULT_MODELS)} (the networks with a "
+                           "hand-written Flax model; mobilenet_v2_035 too; default: both)")
+        elif action.dest == "batch":
+            action.help = f"the large batch (default 8 on CPU, {CUDA_BATCH} on CUDA)"
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
