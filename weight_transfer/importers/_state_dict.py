@@ -358,3 +358,70 @@ def write_state_dict(foreign, path, metadata=None, versions=None):
         if versions is not None:
             state._metadata = OrderedDict((k, dict(v)) for k, v in versions.items())
         atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+class StateDictLibrary:
+    """The importer interface (``weight_transfer.importers``) of one library that saves state_dicts.
+
+    A library module gives its name, its ``TABLE``, the model names it supports, how to build its
+    own model (``build(model_name)``) and the module versions a family needs when the spec names no
+    model of the library; it then exports the bound methods as its module-level functions.
+    """
+
+    def __init__(self, library, table, models, build, family_versions=None):
+        self.library, self.table, self.models = library, table, tuple(models)
+        self._build, self._family_versions = build, dict(family_versions or {})
+
+    def architectures(self):
+        """Every supported model, as its registered archspec variant name (``'<library>/<model>'``)."""
+        return [f"{self.library}/{name}" for name in self.models]
+
+    def model_name(self, arch):
+        """``'<library>/<model>'`` -> ``'<model>'``, the name the library's own factory takes."""
+        prefix, _, name = str(arch).partition("/")
+        if prefix != self.library or name not in self.models:
+            raise ValueError(f"{arch!r} is no supported {self.library} model: expected one of "
+                             f"{', '.join(self.architectures())}")
+        return name
+
+    def build_reference(self, arch, input_size=None):
+        """The library's own model with random weights, in eval mode.
+
+        Both libraries pool adaptively (and timm pads its ``tf_*`` models dynamically), so the model
+        takes any ``input_size``; the argument exists for the common interface.
+        """
+        return self._build(self.model_name(arch)).eval()
+
+    def name_table(self, spec):
+        """``[(canonical name, library key)]`` for every canonical tensor of ``spec``."""
+        entries, _ = name_table(spec, self.table, self.library)
+        return [(e.canonical, e.foreign) for e in entries]
+
+    def to_canonical(self, foreign, spec, where=None):
+        """Library ``{key: array}`` -> canonical float32 weights (``num_batches_tracked`` dropped)."""
+        return to_canonical(foreign, spec, self.table, self.library, where=where)
+
+    def from_canonical(self, canonical, spec):
+        """Canonical weights -> library ``{key: array}``, with ``num_batches_tracked`` = 0 (int64)."""
+        return from_canonical(canonical, spec, self.table, self.library)
+
+    def read(self, path, spec):
+        """Canonical weights from the library's checkpoint: a ``.pth``/``.pt``/``.bin`` state_dict (read
+        with ``torch.load(weights_only=True)``; a training checkpoint's ``'state_dict'`` is used) or a
+        ``.safetensors`` file."""
+        return self.to_canonical(read_state_dict(path), spec, where=str(path))
+
+    def write(self, canonical, path, spec, metadata=None):
+        """A state_dict file, atomically: ``torch.save`` of the state_dict (with the module versions
+        ``model.state_dict()`` carries), or ``.safetensors`` by suffix, with string ``metadata``."""
+        versions = None if str(path).endswith(".safetensors") else self.module_versions(spec)
+        write_state_dict(self.from_canonical(canonical, spec), path, metadata, versions=versions)
+
+    def module_versions(self, spec):
+        """The ``_metadata`` (module versions) ``model.state_dict()`` carries for ``spec``'s model, to save
+        with a state_dict: ``torch.save`` keeps it, and torchvision's MNASNet refuses a state_dict
+        without it. Built on the meta device when ``spec`` names a model of this library; otherwise
+        what the family needs, or None."""
+        if spec.name in self.architectures():
+            return module_versions(lambda: self.build_reference(spec.name))
+        return self._family_versions.get(spec.family)

@@ -116,64 +116,19 @@ _MODELS = (
 )
 
 
-def architectures():
-    """Every supported model, as its registered archspec variant name (``torchvision/resnet50``)."""
-    return [f"{LIBRARY}/{name}" for name in _MODELS]
-
-
-def model_name(arch):
-    """``'torchvision/resnet50'`` -> ``'resnet50'`` (the name ``torchvision.models.get_model`` takes)."""
-    prefix, _, name = str(arch).partition("/")
-    if prefix != LIBRARY or name not in _MODELS:
-        raise ValueError(f"{arch!r} is no supported torchvision model: expected one of {', '.join(architectures())}")
-    return name
-
-
-def build_reference(arch, input_size=None):
-    """torchvision's own model with random weights (``weights=None``), in eval mode.
-
-    torchvision's classifiers pool adaptively, so the model takes any ``input_size``; the argument
-    exists for the common interface and is not needed to build it.
-    """
+def _build(name):
     import torchvision  # before any TensorFlow import (see crossframe/frameworks.py)
 
-    return torchvision.models.get_model(model_name(arch), weights=None).eval()
+    return torchvision.models.get_model(name, weights=None)
 
 
-def name_table(spec):
-    """``[(canonical name, torchvision key)]`` for every canonical tensor of ``spec``."""
-    entries, _ = sd.name_table(spec, TABLE, LIBRARY)
-    return [(e.canonical, e.foreign) for e in entries]
-
-
-def to_canonical(foreign, spec, where=None):
-    """torchvision ``{key: array}`` -> canonical float32 weights (``num_batches_tracked`` dropped)."""
-    return sd.to_canonical(foreign, spec, TABLE, LIBRARY, where=where)
-
-
-def from_canonical(canonical, spec):
-    """Canonical weights -> torchvision ``{key: array}``, with ``num_batches_tracked`` = 0 (int64)."""
-    return sd.from_canonical(canonical, spec, TABLE, LIBRARY)
-
-
-def read(path, spec):
-    """Canonical weights from a torchvision checkpoint (``.pth``/``.pt`` state_dict read with
-    ``torch.load(weights_only=True)``, or ``.safetensors``)."""
-    return to_canonical(sd.read_state_dict(path), spec, where=str(path))
-
-
-def write(canonical, path, spec, metadata=None):
-    """A torchvision state_dict file, atomically: ``torch.save`` of the state_dict (with the module versions
-    ``model.state_dict()`` carries), or ``.safetensors`` by suffix, with string ``metadata``."""
-    versions = None if str(path).endswith(".safetensors") else module_versions(spec)
-    sd.write_state_dict(from_canonical(canonical, spec), path, metadata, versions=versions)
-
-
-def module_versions(spec):
-    """The ``_metadata`` (module versions) ``model.state_dict()`` carries for ``spec``'s model, to save
-    with a state_dict: ``torch.save`` keeps it, and torchvision's MNASNet refuses a state_dict without
-    it. Built on the meta device when ``spec`` names a model of this library; otherwise what the
-    family needs, or None."""
-    if spec.name in architectures():
-        return sd.module_versions(lambda: build_reference(spec.name))
-    return _FAMILY_VERSIONS.get(spec.family)
+_API = sd.StateDictLibrary(LIBRARY, TABLE, _MODELS, _build, _FAMILY_VERSIONS)
+architectures = _API.architectures
+model_name = _API.model_name
+build_reference = _API.build_reference
+name_table = _API.name_table
+to_canonical = _API.to_canonical
+from_canonical = _API.from_canonical
+read = _API.read
+write = _API.write
+module_versions = _API.module_versions
