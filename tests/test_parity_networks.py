@@ -16,7 +16,7 @@ import pytest
 
 from crossframe.parity import check_network
 
-from parity_cases import ALL, HEAVY, LIBRARY, TRAIN_DEFAULT, eval_spec, train_spec
+from parity_cases import ALL, HEAVY, LIBRARY, TRAIN_DEFAULT, eval_spec, train_spec, unless_big
 
 
 def _assert_all(records, parity_report):
@@ -29,13 +29,13 @@ def _assert_all(records, parity_report):
         assert r.rel <= r.tolerance or (r.verdict == "ok*" and r.rel64 <= 1e-9 and r.rel <= 2 * r.own + r.rel64)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", unless_big(ALL))  # the deepest under -m heavy (parity_cases.big)
 def test_eval_parity(name, parity_report):
     spec = eval_spec(name)
     _assert_all(check_network(spec, modes=("eval",), seed=11), parity_report)
 
 
-@pytest.mark.parametrize("name", LIBRARY)
+@pytest.mark.parametrize("name", unless_big(LIBRARY))
 def test_eval_parity_library_conventions(name, parity_report):
     spec = archspec.load(name)
     size = 64 if spec.input_shape[0] > 64 else spec.input_shape[0]
