@@ -62,34 +62,22 @@ class JaxRunner:
 
     def step(self, metric, batch):
         import numpy as np
-        import optax
 
         jax, module = self.jax, self.module
         rng = np.random.default_rng(common.SEED)
         x = jax.device_put(rng.standard_normal((batch, *self.spec.input_shape), dtype=np.float32), self.device)
+        # the one step function of benchmarks.jax_vs_flax (float32 here): the same program in both suites
+        from .jax_vs_flax import make_steps
+
+        infer, step, tx = make_steps(module, np.float32)
         if metric.startswith("infer"):
-            infer = jax.jit(lambda v, x: module.apply(v, x, train=False))
-            variables = self.variables
-            return lambda: infer(variables, x).block_until_ready()
+            params, stats = self.variables["params"], self.variables.get("batch_stats", {})
+            return lambda: infer(params, stats, x).block_until_ready()
         y = jax.device_put(rng.integers(0, self.spec.num_classes, batch).astype(np.int32), self.device)
         key = jax.device_put(jax.random.PRNGKey(common.SEED), self.device)
-        tx = optax.sgd(common.LEARNING_RATE, momentum=common.MOMENTUM)
-
-        def train_step(params, stats, opt_state, x, y, key):
-            def loss_fn(p):
-                logits, updates = module.apply({"params": p, "batch_stats": stats}, x, train=True,
-                                               mutable=["batch_stats"], rngs={"dropout": key})
-                loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jax.numpy.float32), y).mean()
-                return loss, updates["batch_stats"]
-
-            (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), new_stats, opt_state, loss
-
-        step = jax.jit(train_step, donate_argnums=(0, 1, 2))
         # copies, so that donating them leaves self.variables intact for the other metrics
         params = jax.tree_util.tree_map(lambda a: a.copy(), self.variables["params"])
-        stats = jax.tree_util.tree_map(lambda a: a.copy(), self.variables["batch_stats"])
+        stats = jax.tree_util.tree_map(lambda a: a.copy(), self.variables.get("batch_stats", {}))
         state = [params, stats, jax.device_put(tx.init(params), self.device)]
 
         def run_train():
