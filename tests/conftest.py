@@ -15,7 +15,36 @@ try:  # the order matters: see crossframe/frameworks.py
 except ImportError:
     pass
 
+import random  # noqa: E402
+import sys  # noqa: E402
+import zlib  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seeded_randomness(request):
+    """Every test starts from its own fixed seed, whatever ran before it in the worker.
+
+    Unseeded initialisers (Keras layers, torch modules, flax `init` with a test's own key aside)
+    otherwise draw from where the previous test left the global generators, so a test's weights
+    depended on which tests pytest-xdist happened to give its worker first. Frameworks are seeded
+    only when the test module already imported them: importing TensorFlow here would break the
+    torch-before-TensorFlow order.
+    """
+    seed = zlib.crc32(request.node.nodeid.encode())
+    random.seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(seed)
+
 
 class _Report(list):
     """Parity records of one test, kept on the test's report (so they survive pytest-xdist workers)."""
