@@ -224,6 +224,7 @@ class FlaxRunner(Runner):
         self.module = jax_impl.build(self.spec)
         self.jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}[self.dtype]
         self.adapter = flax_adapter
+        self._grad_fn = None
         self.load(weights)
 
         def apply_eval(v, x):
@@ -245,14 +246,16 @@ class FlaxRunner(Runner):
             yield
 
     def load(self, weights):
-        jax, jnp = self.jax, self.jnp
+        jax = self.jax
         variables = self.adapter.to_flax(self.module, weights)
+        # cast on the host (numpy rounds to nearest even, as XLA does): a jnp cast would compile one
+        # XLA program per tensor shape
         with self._context():
-            self.variables = jax.device_put(jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.jdtype), variables),
+            self.variables = jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a, self.jdtype), variables),
                                             self.jdevice)
 
     def _x(self, x):
-        return self.jax.device_put(self.jnp.asarray(np.asarray(x), self.jdtype), self.jdevice)
+        return self.jax.device_put(np.asarray(x, self.jdtype), self.jdevice)
 
     @staticmethod
     def _out(y):
@@ -276,14 +279,20 @@ class FlaxRunner(Runner):
     def _loss(self, params, stats, x, cot):
         y, upd = self.module.apply({"params": params, "batch_stats": stats}, x, train=True,
                                    mutable=["batch_stats"])
-        return self.jnp.sum(y * cot), upd
+        return self.jnp.sum(y * cot), upd["batch_stats"]
+
+    def _gradients(self):
+        """``(params, stats, x, cot) -> ((d params, d x), new stats)``, jitted once per runner: the grad
+        and step modes share it, so XLA compiles the network's backward pass once, not twice."""
+        if self._grad_fn is None:
+            jax = self.jax
+            self._grad_fn = jax.jit(jax.grad(self._loss, argnums=(0, 2), has_aux=True))
+        return self._grad_fn
 
     def grad(self, x, cotangent):
-        jax = self.jax
         v = self.variables
-        fn = jax.jit(jax.grad(lambda p, s, xx, c: self._loss(p, s, xx, c)[0], argnums=(0, 2)))
         with self._context():
-            gp, gx = fn(v["params"], v["batch_stats"], self._x(x), self._x(cotangent))
+            (gp, gx), _ = self._gradients()(v["params"], v["batch_stats"], self._x(x), self._x(cotangent))
         grads = self.adapter.from_flax({"params": gp, "batch_stats": {}}, dtype=self.np_dtype)
         return np.asarray(gx), {k: grads[k] for k in self.trainable}
 
@@ -292,20 +301,20 @@ class FlaxRunner(Runner):
 
         jax = self.jax
         tx = optax.sgd(lr, momentum=momentum)
-        params, stats = self.variables["params"], self.variables["batch_stats"]
-        with self._context():
-            opt_state = tx.init(params)
-            cot = self._x(cotangent)
+        gradients = self._gradients()
 
         @jax.jit
-        def step(params, stats, opt_state, x):
-            (_, upd), g = jax.value_and_grad(self._loss, has_aux=True)(params, stats, x, cot)
+        def update(params, opt_state, g):
             updates, opt_state = tx.update(g, opt_state, params)
-            return optax.apply_updates(params, updates), upd["batch_stats"], opt_state
+            return optax.apply_updates(params, updates), opt_state
 
+        params, stats = self.variables["params"], self.variables["batch_stats"]
         with self._context():
+            opt_state = jax.jit(tx.init)(params)  # one program, not one per tensor shape
+            cot = self._x(cotangent)
             for x in xs:
-                params, stats, opt_state = step(params, stats, opt_state, self._x(x))
+                (g, _), stats = gradients(params, stats, self._x(x), cot)
+                params, opt_state = update(params, opt_state, g)
         return self.adapter.from_flax({"params": params, "batch_stats": stats}, dtype=self.np_dtype)
 
 

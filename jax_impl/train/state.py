@@ -23,7 +23,8 @@ class TrainState(flax.struct.PyTreeNode):
     def create(cls, variables, tx):
         params = variables["params"]
         return cls(step=jnp.zeros((), jnp.int32), params=params,
-                   batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+                   batch_stats=variables.get("batch_stats", {}),
+                   opt_state=jax.jit(tx.init)(params))  # one program: eager init compiles one per shape
 
     @property
     def variables(self):
