@@ -1,10 +1,14 @@
 """Which networks the default suite checks, and at what resolution.
 
-Every registered variant is checked: in the default suite all but the deepest (:func:`big`:
-EfficientNet-B3..B7 and ResNet-101/152 in every library's form), which run under ``-m heavy`` with
-the rest. Networks made for 32x32 or smaller run at their native size;
-the 224+ networks at a reduced size in the default suite (odd for every other variant, so the
-stride-2 padding rules meet odd inputs too), and at full resolution under ``-m heavy``.
+The default suite (20 minutes on 2 cores) checks every block type, activation, padding mode, BN
+convention, preprocessing and classifier form of the zoo, on the smallest network that has it:
+REPRESENTATIVE among our variants, LIBRARY_DEFAULT among the library-named ones. Every registered
+variant is checked under ``-m heavy`` (and by ``crossframe parity``, the README's main job): the
+other widths and depths of a family add channel counts and repeats, which archspec's parameter
+counts check against torchvision, timm and Keras in the default suite. Networks made for 32x32 or
+smaller run at their native size; the 224+ networks at a reduced size in the default suite (odd for
+every other variant, so the stride-2 padding rules meet odd inputs too), and at full resolution
+under ``-m heavy``.
 """
 
 import re
@@ -16,11 +20,10 @@ import archspec
 # here in eval mode at a small size (LIBRARY).
 ALL = [n for n in archspec.list_variants() if "/" not in n]
 LIBRARY = [n for n in archspec.list_variants() if "/" in n]
-# Per-variant unit tests of each renderer (build, names, round trip, eval against torch) run on these in
-# the default suite, and on every variant under -m heavy: together they use every block type, activation,
-# padding mode (tf_same, tf_same_even), BN convention, preprocessing and classifier form in the zoo;
-# every variant but the big() ones is still built and checked in all three frameworks by
-# test_parity_networks in the default suite.
+# Per-variant tests (eval parity of the three frameworks; each renderer's build, names, round trip and
+# eval against torch) run on these in the default suite, and on every variant under -m heavy: together
+# they use every block type, activation, padding mode (tf_same, tf_same_even), BN convention,
+# preprocessing and classifier form in the zoo.
 REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobilenet_v1_025", "mobilenet_v2_035",
                   "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
@@ -28,9 +31,8 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "torchvision/mnasnet0_5"]
 
 
-# Deep networks whose eval parity runs under -m heavy only: a smaller sibling of each family covers
-# the same code paths in the default suite (EfficientNet-B0..B2, ResNet-18/34/50), which must stay
-# within its 20-minute budget on 2 cores.
+# Deep networks that run under -m heavy only, whatever else selects them (e.g. library checkpoints at
+# native resolution): a smaller sibling of each family covers the same code paths in the default suite.
 _BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d)(_|$)", re.IGNORECASE)
 
 
@@ -39,11 +41,38 @@ def big(name):
     return bool(_BIG.search(name.rsplit("/", 1)[-1]))
 
 
-def unless_big(names):
-    """pytest params: ``names``, with the :func:`big` ones marked heavy."""
+def _convention_key(name):
+    """What a library-named variant adds to our own network of that family: its library, its
+    conventions (padding, BN eps and momentum, conv bias, activations) and its in-model preprocessing."""
+    spec = archspec.load(name)
+    preprocess = tuple((layer.multiplier, layer.addend) for layer in spec.layers if layer.kind == "preprocess")
+    return name.split("/", 1)[0], spec.family, spec.conventions, preprocess
+
+
+def _smallest_per_convention(names):
+    smallest = {}
+    for name in names:
+        key, params = _convention_key(name), archspec.load(name).params
+        if key not in smallest or params < smallest[key][0]:
+            smallest[key] = (params, name)
+    return {name for _, name in smallest.values()}
+
+
+# The library-named variants whose eval parity runs in the default suite: the smallest of each
+# (library, family, conventions, preprocessing) group, e.g. keras/MobileNetV2_035 for every
+# keras/MobileNetV2_*, and both keras/EfficientNetB0 and keras/EfficientNetB0_imagenet. The other
+# widths and depths of a group differ from it only in what our own variants (test_eval_parity, every
+# one in the default suite) already check; each is also compared with its library's own model in
+# test_import_*.py. Every one under -m heavy.
+LIBRARY_DEFAULT = _smallest_per_convention(LIBRARY)
+
+
+def library_variants(names):
+    """pytest params: ``names``, heavy unless in LIBRARY_DEFAULT and not :func:`big`."""
     import pytest
 
-    return [pytest.param(n, id=n, marks=pytest.mark.heavy) if big(n) else pytest.param(n, id=n) for n in names]
+    return [pytest.param(n, id=n) if n in LIBRARY_DEFAULT and not big(n) else pytest.param(n, id=n, marks=pytest.mark.heavy)
+            for n in names]
 
 
 def variants(names):
@@ -55,10 +84,9 @@ def variants(names):
 
 
 # Train, gradient and SGD-step parity of whole networks in the default suite (every block type is
-# covered in all four modes by test_parity_blocks; these add depth: flatten+dense, SE with
-# max pool and residual stages, channel shuffle; SE with hard-sigmoid is in the block tests). Every
-# variant under -m heavy.
-TRAIN_DEFAULT = ["dsconv_cnn", "resnet18", "shufflenet_v2_x0_5"]
+# covered in all four modes by test_parity_blocks, channel shuffle by test_shuffle_unit; these add
+# depth: flatten+dense, residual stages after a max pool). Every variant under -m heavy.
+TRAIN_DEFAULT = ["dsconv_cnn", "resnet18"]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.

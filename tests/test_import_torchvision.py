@@ -25,6 +25,7 @@ import torch_impl  # noqa: E402
 from crossframe.parity import Record  # noqa: E402
 from crossframe.parity.metrics import rel_error  # noqa: E402
 from weight_transfer import WeightError, importers, torch_adapter  # noqa: E402
+from parity_cases import big  # noqa: E402
 
 torch.set_num_threads(1)  # much faster than the default on a loaded machine
 
@@ -47,7 +48,9 @@ FRAMEWORKS = [("torchvision/resnet18", 193), ("torchvision/mobilenet_v3_small", 
 
 
 def params(archs, heavy=()):
-    return [pytest.param(a, marks=pytest.mark.heavy) if a in heavy else a for a in archs]
+    """pytest params: ``archs``, with those in ``heavy`` and the deepest (parity_cases.big: EfficientNet-B3+,
+    ResNet-101+) marked heavy; their smaller siblings cover the same name tables in the default suite."""
+    return [pytest.param(a, marks=pytest.mark.heavy) if a in heavy or big(a) else a for a in archs]
 
 
 def skip_unless_selected(request):
