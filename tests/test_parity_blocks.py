@@ -23,8 +23,8 @@ def as_spec(block, name):
                    num_classes=0, layers=(block,))
 
 
-def run(block, name, parity_report, batch=4):
-    records = check_network(as_spec(block, name), modes=MODES, seed=zlib.crc32(name.encode()) % 1000, batch=batch)
+def run(block, name, parity_report, batch=4, modes=MODES):
+    records = check_network(as_spec(block, name), modes=modes, seed=zlib.crc32(name.encode()) % 1000, batch=batch)
     parity_report.extend(records)
     bad = [r for r in records if not r.passed]
     assert not bad, "\n".join(f"{r.mode} {r.pair}: rel {r.rel:.3e} > {r.tolerance:.0e} ({r.worst})" for r in bad)
@@ -32,7 +32,9 @@ def run(block, name, parity_report, batch=4):
 
 # Every kernel size, stride and padding mode; odd and even input sizes where they change the padding:
 # at stride 2 with k > 1 only (at stride 1 both modes pad an odd kernel by (k - 1) / 2 on each side, and
-# a 1x1 kernel is never padded). Activations and groups cycle.
+# a 1x1 kernel is never padded). Activations and groups cycle. Eval and grad modes: grad runs the
+# train-mode forward (batch statistics) and its backward pass; the running-statistics update (train)
+# and the optimizer (step) do not depend on the conv's geometry and run for every other block type.
 CONV_CASES = [
     (k, s, size, pad, ACTS[i % len(ACTS)], (1, 2, "dw")[i % 3])
     for i, (k, s, size, pad) in enumerate(
@@ -50,7 +52,7 @@ def test_conv_bn_act(kernel, stride, size, padding, act, groups, parity_report):
     bias = kernel % 2 == 1
     block = blocks.conv_bn_act("conv", (size, size, cin), cout, kernel, stride, g, act=act, bias=bias,
                                padding=padding)
-    run(block, f"conv_k{kernel}_s{stride}_{size}_{padding}_{act}_g{groups}", parity_report)
+    run(block, f"conv_k{kernel}_s{stride}_{size}_{padding}_{act}_g{groups}", parity_report, modes=("eval", "grad"))
 
 
 def test_conv_without_bn(parity_report):
