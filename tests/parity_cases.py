@@ -1,6 +1,6 @@
 """Which networks the default suite checks, and at what resolution.
 
-The default suite (20 minutes on 2 cores) checks every block type, activation, padding mode, BN
+The default suite (budget: 20 minutes on 2 cores) checks every block type, activation, padding mode, BN
 convention, preprocessing and classifier form of the zoo, on the smallest network that has it:
 REPRESENTATIVE among our variants, LIBRARY_DEFAULT among the library-named ones. Every registered
 variant is checked under ``-m heavy`` (and by ``crossframe parity``, the README's main job): the
@@ -41,58 +41,46 @@ def big(name):
     return bool(_BIG.search(name.rsplit("/", 1)[-1]))
 
 
-def _convention_key(name):
-    """What a library-named variant adds to our own network of that family: its library, its
+def _convention_key(spec):
+    """What a library-named variant adds to our own network of its family: its library, its
     conventions (padding, BN eps and momentum, conv bias, activations) and its in-model preprocessing."""
-    spec = archspec.load(name)
     preprocess = tuple((layer.multiplier, layer.addend) for layer in spec.layers if layer.kind == "preprocess")
-    return name.split("/", 1)[0], spec.family, spec.conventions, preprocess
+    return spec.name.split("/", 1)[0], spec.family, spec.conventions, preprocess
 
 
-def _smallest_per_convention(names):
-    smallest = {}
-    for name in names:
-        key, params = _convention_key(name), archspec.load(name).params
-        if key not in smallest or params < smallest[key][0]:
-            smallest[key] = (params, name)
-    return {name for _, name in smallest.values()}
-
-
-def _same_as_one_of_ours(names):
-    """Those of ``names`` that resolve to exactly the layers and conventions of one of our own variants
-    (e.g. torchvision/resnet18 is resnet18): the same network, not another convention."""
+def _library_default(names):
+    """The smallest variant of each :func:`_convention_key` group, unless it resolves to exactly the
+    layers and conventions of one of our own variants (torchvision/resnet18 *is* resnet18)."""
     ours = {(spec.layers, spec.conventions) for spec in map(archspec.load, ALL)}
-    same = set()
-    for name in names:
-        spec = archspec.load(name)
-        if (spec.layers, spec.conventions) in ours:
-            same.add(name)
-    return same
+    smallest = {}
+    for spec in map(archspec.load, names):
+        key = _convention_key(spec)
+        if key not in smallest or spec.params < smallest[key].params:
+            smallest[key] = spec
+    return {spec.name for spec in smallest.values() if (spec.layers, spec.conventions) not in ours}
 
 
-# The library-named variants whose eval parity runs in the default suite: the smallest of each
-# (library, family, conventions, preprocessing) group, e.g. keras/MobileNetV2_035 for every
-# keras/MobileNetV2_*, and both keras/EfficientNetB0 and keras/EfficientNetB0_imagenet, unless it is
-# one of our own variants under another name. The other widths and depths of a group differ from it
-# only in what our own variants' parity checks; each is also compared with its library's own model
-# in test_import_*.py. Every one under -m heavy.
-LIBRARY_DEFAULT = _smallest_per_convention(LIBRARY) - _same_as_one_of_ours(LIBRARY)
+# The library-named variants whose eval parity runs in the default suite, e.g. keras/MobileNetV2_035 for
+# every keras/MobileNetV2_*, and both keras/EfficientNetB0 and keras/EfficientNetB0_imagenet. The other
+# widths and depths of a group differ from it only in what our own variants' parity checks; each is
+# also compared with its library's own model in test_import_*.py. Every one under -m heavy.
+LIBRARY_DEFAULT = _library_default(LIBRARY)
+
+
+def _heavy_unless(names, default):
+    import pytest
+
+    return [pytest.param(n, id=n) if n in default else pytest.param(n, id=n, marks=pytest.mark.heavy) for n in names]
 
 
 def library_variants(names):
-    """pytest params: ``names``, heavy unless in LIBRARY_DEFAULT and not :func:`big`."""
-    import pytest
-
-    return [pytest.param(n, id=n) if n in LIBRARY_DEFAULT and not big(n) else pytest.param(n, id=n, marks=pytest.mark.heavy)
-            for n in names]
+    """pytest params: ``names``, those not in LIBRARY_DEFAULT (or :func:`big`) marked heavy."""
+    return _heavy_unless(names, {n for n in LIBRARY_DEFAULT if not big(n)})
 
 
 def variants(names):
     """pytest params: ``names``, with those not in REPRESENTATIVE marked heavy (run with -m heavy)."""
-    import pytest
-
-    return [pytest.param(n, id=n) if n in REPRESENTATIVE else pytest.param(n, id=n, marks=pytest.mark.heavy)
-            for n in names]
+    return _heavy_unless(names, REPRESENTATIVE)
 
 
 # Train, gradient and SGD-step parity of whole networks in the default suite (every block type is
