@@ -6,8 +6,8 @@ imports no deep-learning framework.
 """
 
 from . import blocks, ir
-from .errors import SpecError
+from .errors import ConfigError, CrossframeError, SpecError
 from .ir import Spec
 from .resolve import list_variants, load
 
-__all__ = ["SpecError", "Spec", "load", "list_variants", "blocks", "ir"]
+__all__ = ["CrossframeError", "ConfigError", "SpecError", "Spec", "load", "list_variants", "blocks", "ir"]

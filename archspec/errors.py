@@ -1,7 +1,29 @@
-"""The one error type of archspec: every message names file, JSON path, what was found and expected."""
+"""The errors a user can cause, for the whole project.
+
+:class:`CrossframeError` is the one base class of every failure that bad input can cause: a spec, a
+weights file, a path, a flag, a training config. The command line maps it (and only it) to one line
+on stderr and exit status 2; anything else is a bug and keeps its traceback. It lives here, at the
+bottom of the import graph (``archspec`` imports no framework and nothing of ours), so that every
+package can raise it. It subclasses ``ValueError`` so that ``except ValueError`` keeps working.
+"""
 
 
-class SpecError(ValueError):
+class CrossframeError(ValueError):
+    """A failure the user caused (bad spec, weights, file, path, flag or config), not a bug.
+
+    ``one_line()`` is what the command line prints after ``crossframe: error:``.
+    """
+
+    def one_line(self) -> str:
+        lines = [line.strip() for line in str(self).splitlines() if line.strip()]
+        return "; ".join(lines) or type(self).__name__
+
+
+class ConfigError(CrossframeError):
+    """A bad option, flag or configuration value (training config, command-line flag, output path)."""
+
+
+class SpecError(CrossframeError):
     """A spec that cannot be loaded, validated or resolved.
 
     ``str(err)`` reads ``<file>: <json path>: found <found>, expected <expected>``.
@@ -12,4 +34,13 @@ class SpecError(ValueError):
         self.path = path
         self.found = found
         self.expected = expected
-        super().__init__(f"{self.file}: {path}: found {found!r}, expected {expected}")
+        super().__init__(f"{self.file}: {path}: found {_short(found)}, expected {expected}")
+
+
+def _short(value, limit=200):
+    """``repr(value)`` cut to ``limit`` characters (a 10,000-deep JSON or a huge string stays one line)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # a deeply nested value, or an int beyond str()'s digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -47,6 +47,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from archspec.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # One row per network: the zoo spec and the library-named variants each suite pairs with.
@@ -73,7 +75,7 @@ LEARNING_RATE = 1e-4  # small and non-zero: every update is computed, the weight
 MOMENTUM = 0.9
 
 
-class BenchError(ValueError):
+class BenchError(ConfigError):
     """Bad benchmark input (an unknown model, mode or device)."""
 
 

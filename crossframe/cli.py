@@ -1,10 +1,11 @@
 """The ``crossframe`` command line: a small dispatcher over the modules in ``crossframe/commands``.
 
 ``main(argv)`` imports only the module of the subcommand being run, parses its arguments and calls
-its ``run(args)``. Bad input (``archspec.SpecError``, ``weight_transfer.WeightError``, any other
-``ValueError`` raised by our code, a missing file) becomes one line on stderr,
+its ``run(args)``. Bad input (``archspec.CrossframeError`` and its subclasses, a missing file) becomes one line on stderr,
 ``crossframe: error: <message>``, and exit status 2; ``--traceback`` (or ``CROSSFRAME_TRACEBACK=1``)
-shows the full traceback instead. Errors from inside a framework keep their traceback: they are bugs.
+shows the full traceback instead. Bad input is ``archspec.CrossframeError`` (``SpecError``,
+``WeightError``, ``ConfigError`` ...) or an ``OSError`` naming a path; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -12,66 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+
+from archspec.errors import CrossframeError
 
 from . import __version__, commands
 
 PROG = "crossframe"
 EXIT_USAGE = 2
 
-# Code of ours: a ValueError defined or raised here is about the user's input, not a crash.
-OUR_PACKAGES = ("archspec", "crossframe", "weight_transfer", "torch_impl", "tf_impl", "jax_impl")
-_ROOT = Path(__file__).resolve().parent.parent
-_OUR_DIRS = tuple(str(_ROOT / p) + os.sep for p in OUR_PACKAGES)
-
-
-def _selected(argv):
-    """The subcommand named in ``argv`` (its first non-option word), before parsing."""
-    for token in argv:
-        if token == "--":
-            return None
-        if not token.startswith("-"):
-            return token
-    return None
-
-
-def build_parser(selected=None):
-    """The argument parser; only ``selected``'s module is imported (to add its arguments).
-
-    Returns ``(parser, module)``, ``module`` being None when no known subcommand is selected.
-    """
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Efficient CNNs from one JSON spec in PyTorch, Keras and Flax.",
-        epilog=f"`{PROG} COMMAND -h` describes a command.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the Python traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    sub.required = True
-    module = None
-    for name in commands.names():
-        if name == selected:
-            module = commands.load(name)
-            p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-            module.add_arguments(p)
-        else:
-            sub.add_parser(name, help=commands.help_of(name), add_help=False)
-    return parser, module
-
-
 def _ours(err):
-    """Whether ``err`` is bad input reported by our code (rather than a crash inside a library)."""
-    if isinstance(err, ValueError):
-        if type(err).__module__.partition(".")[0] in OUR_PACKAGES:
-            return True
-        tb, last = err.__traceback__, None
-        while tb is not None:
-            last, tb = tb, tb.tb_next
-        return last is not None and last.tb_frame.f_code.co_filename.startswith(_OUR_DIRS)
-    # a path the user gave that does not exist or cannot be read
-    return isinstance(err, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)) \
-        and err.filename is not None
+    """Whether ``err`` is bad input (exit 2, one line) rather than a bug (traceback).
+
+    Bad input is :class:`archspec.CrossframeError`, which every package raises wherever a user can
+    cause a failure, or an ``OSError`` about a path (a missing file, a full disk, no permission).
+    """
+    return isinstance(err, CrossframeError) or (isinstance(err, OSError) and err.filename is not None)
 
 
 def one_line(err) -> str:

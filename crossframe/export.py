@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from . import frameworks
+from archspec.errors import ConfigError
 
 
 def load_checkpoint(directory, step=None):
@@ -28,7 +29,7 @@ def load_checkpoint(directory, step=None):
     meta, step = ckpt.read_meta(directory, step)
     spec = build_spec(TrainConfig.from_dict(meta["config"]))
     if meta.get("spec_hash") and spec.spec_hash and meta["spec_hash"] != spec.spec_hash:
-        raise ValueError(f"{directory}: the checkpoint was trained on spec {meta['spec_name']} with hash "
+        raise ConfigError(f"{directory}: the checkpoint was trained on spec {meta['spec_name']} with hash "
                          f"{meta['spec_hash']}; this archspec resolves it to {spec.spec_hash}")
     variables, step = ckpt.restore_variables(directory, step)
     return spec, variables, meta, step
@@ -51,7 +52,7 @@ def _atomic(path, write):
 def export_torch(spec, weights, path):
     """Write a PyTorch ``state_dict`` file of ``torch_impl.build(spec)`` holding ``weights``."""
     if not str(path).endswith((".pt", ".pth")):
-        raise ValueError(f"--export-torch {path}: expected a .pt or .pth file name")
+        raise ConfigError(f"--export-torch {path}: expected a .pt or .pth file name")
     torch = frameworks.import_torch()
     import torch_impl
     from weight_transfer import to_torch
@@ -64,7 +65,7 @@ def export_torch(spec, weights, path):
 def export_keras(spec, weights, path):
     """Write Keras weights (``.weights.h5``) of ``tf_impl.build(spec)`` holding ``weights``."""
     if not str(path).endswith(".weights.h5"):
-        raise ValueError(f"--export-keras {path}: expected a file name ending in .weights.h5 (Keras 3)")
+        raise ConfigError(f"--export-keras {path}: expected a file name ending in .weights.h5 (Keras 3)")
     frameworks.import_torch()  # the torch side (triton) before TensorFlow, always
     frameworks.import_tf()
     import tf_impl

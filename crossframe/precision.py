@@ -7,13 +7,14 @@ H100s otherwise run float32 matmuls and convolutions in bf16/TF32 passes). Parit
 """
 
 import contextlib
+from archspec.errors import ConfigError
 
 MODES = ("strict", "fast")
 
 
 def _check(mode):
     if mode not in MODES:
-        raise ValueError(f"precision mode {mode!r}, expected one of {MODES}")
+        raise ConfigError(f"precision mode {mode!r}, expected one of {MODES}")
 
 
 def configure_torch(mode):

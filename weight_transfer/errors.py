@@ -1,7 +1,9 @@
 """Errors of weight_transfer: one exception that lists every problem at once."""
 
+from archspec.errors import CrossframeError
 
-class WeightError(ValueError):
+
+class WeightError(CrossframeError):
     """Weights that do not fit a model: every missing, unexpected and mis-shaped entry is listed.
 
     Attributes ``missing``, ``unexpected`` (lists of names) and ``mismatched`` (list of

@@ -25,6 +25,8 @@ import ast
 import importlib
 import importlib.util
 
+from archspec.errors import ConfigError
+
 COMMANDS = [
     "list",
     "summary",
@@ -36,7 +38,7 @@ COMMANDS = [
 ]
 
 
-class CommandError(ValueError):
+class CommandError(ConfigError):
     """Bad command-line input that no lower layer reports (a flag's value, a missing file...)."""
 
 

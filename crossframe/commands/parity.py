@@ -2,6 +2,7 @@
 
 import json
 import sys
+from archspec.errors import ConfigError
 
 NAME = "parity"
 HELP = "check that PyTorch, Keras and Flax compute the same numbers (the whole zoo by default)"
@@ -43,13 +44,13 @@ def _parse_device(text, frameworks):
     kinds = ("cpu", "gpu", "tpu")
     if ":" not in text:
         if text not in kinds:
-            raise ValueError(f"--device {text!r}: expected one of {', '.join(kinds)} or FRAMEWORK:DEVICE,...")
+            raise ConfigError(f"--device {text!r}: expected one of {', '.join(kinds)} or FRAMEWORK:DEVICE,...")
         return text
     out = {}
     for part in text.split(","):
         fw, _, kind = part.partition(":")
         if fw not in frameworks or kind not in kinds:
-            raise ValueError(f"--device {text!r}: {part!r} is not FRAMEWORK:DEVICE with FRAMEWORK in "
+            raise ConfigError(f"--device {text!r}: {part!r} is not FRAMEWORK:DEVICE with FRAMEWORK in "
                              f"{', '.join(frameworks)} and DEVICE in {', '.join(kinds)}")
         out[fw] = kind
     return out
@@ -64,20 +65,20 @@ def run(args):
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     bad = [f for f in frameworks if f not in ("torch", "tf", "jax")]
     if bad or len(frameworks) < 2:
-        raise ValueError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
+        raise ConfigError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
     device = _parse_device(args.device, frameworks)
     modes = tuple(m.strip() for m in args.mode.split(","))
     from ..parity.harness import MODES, planned_runs
 
     if any(m not in MODES for m in modes):
-        raise ValueError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
+        raise ConfigError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
     if args.dtype == "bfloat16" and modes != ("eval",):
-        raise ValueError("--dtype bfloat16 is checked in eval mode only (--mode eval)")
+        raise ConfigError("--dtype bfloat16 is checked in eval mode only (--mode eval)")
     names = args.arch or [n for n in archspec.list_variants() if "/" not in n]
     overrides = {"input_size": args.input_size} if args.input_size else {}
     specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work
     if args.weights and len(specs) != 1:
-        raise ValueError("--weights needs exactly one ARCH")
+        raise ConfigError("--weights needs exactly one ARCH")
     import_in_order(["torch"] + frameworks)  # torch side first, always
 
     from ..parity import check_network

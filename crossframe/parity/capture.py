@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import precision
+from archspec.errors import ConfigError
 
 
 def capture(runner, x, paths, train=False):
@@ -26,7 +27,7 @@ def capture(runner, x, paths, train=False):
     try:
         fn = CAPTURES[runner.name]
     except KeyError:
-        raise ValueError(f"no layer capture for framework {runner.name!r}, expected one of {sorted(CAPTURES)}") \
+        raise ConfigError(f"no layer capture for framework {runner.name!r}, expected one of {sorted(CAPTURES)}") \
             from None
     out = fn(runner, x, tuple(paths), train)
     return {p: out[p] for p in paths if p in out}

@@ -19,6 +19,7 @@ from .capture import capture
 from .harness import ORDER, _inputs
 from .metrics import rel_error, tolerance
 from .runners import make_runner
+from archspec.errors import ConfigError
 
 DIFF_MODES = ("eval", "train")
 
@@ -95,10 +96,10 @@ def diff_networks(spec, a, b, weights=None, weights_a=None, weights_b=None, spec
     each forward pass.
     """
     if mode not in DIFF_MODES:
-        raise ValueError(f"diff mode {mode!r}, expected one of {', '.join(DIFF_MODES)}")
+        raise ConfigError(f"diff mode {mode!r}, expected one of {', '.join(DIFF_MODES)}")
     for fw in (a, b):
         if fw not in ORDER:
-            raise ValueError(f"framework {fw!r}, expected one of {', '.join(ORDER)}")
+            raise ConfigError(f"framework {fw!r}, expected one of {', '.join(ORDER)}")
     spec = spec.deterministic()
     spec_b = spec if spec_b is None else spec_b.deterministic()
     if weights is None:

@@ -13,6 +13,7 @@ from archspec import ir
 from .calibrate import calibrated_weights
 from .metrics import rel_error, rel_error_dict, tolerance
 from .runners import make_runner
+from archspec.errors import ConfigError
 
 MODES = ("eval", "train", "grad", "step")
 # Modes whose float32 results may be limited by float32 itself (a ReLU input within rounding of 0
@@ -86,7 +87,7 @@ def run_mode(runner, mode, xs, cot, weights=None):
         after = runner.sgd(xs[:2], cot, lr=STEP_LR, momentum=STEP_MOMENTUM)
         return {"delta": {k: np.asarray(after[k], np.float64) - np.asarray(weights[k], np.float64)
                           for k in weights}}
-    raise ValueError(f"mode {mode!r}, expected one of {MODES}")
+    raise ConfigError(f"mode {mode!r}, expected one of {MODES}")
 
 
 def structurally_zero_grads(spec):

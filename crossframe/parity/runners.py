@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 
 from .. import frameworks, precision
+from archspec.errors import ConfigError
 
 
 class Runner:
@@ -144,7 +145,7 @@ class KerasRunner(Runner):
 
         precision.configure_tf(self.precision)
         if self.dtype not in ("float32", "bfloat16", "float64"):
-            raise ValueError(f"the Keras runner supports float32, bfloat16 and float64, not {self.dtype}")
+            raise ConfigError(f"the Keras runner supports float32, bfloat16 and float64, not {self.dtype}")
         self.tf, self.keras = tf, keras
         self.tf_device = "/GPU:0" if self.device == "gpu" else "/CPU:0"
         with tf.device(self.tf_device):
@@ -325,5 +326,5 @@ def make_runner(framework, spec, weights, **kwargs):
     try:
         cls = RUNNERS[framework]
     except KeyError:
-        raise ValueError(f"framework {framework!r}, expected one of {sorted(RUNNERS)}") from None
+        raise ConfigError(f"framework {framework!r}, expected one of {sorted(RUNNERS)}") from None
     return cls(spec, weights, **kwargs)

@@ -14,6 +14,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from archspec.errors import ConfigError
+
 
 def manager(directory, save_every=None, max_to_keep=3):
     """A ``CheckpointManager`` on ``directory`` (a local path, made absolute, or a ``gs://`` URL)."""
@@ -63,7 +65,7 @@ def read_meta(directory, step=None):
     mgr = manager(directory)
     step = mgr.latest_step() if step is None else step
     if step is None:
-        raise FileNotFoundError(f"{directory}: no checkpoint found")
+        raise ConfigError(f"{directory}: no checkpoint found")
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     mgr.close()
     return meta, step
@@ -79,7 +81,7 @@ def restore_variables(directory, step=None):
     try:
         step = mgr.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"{directory}: no checkpoint found")
+            raise ConfigError(f"{directory}: no checkpoint found")
         restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     finally:
         mgr.close()

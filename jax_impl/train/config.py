@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
+from archspec.errors import ConfigError
 
 
 @dataclass
@@ -47,7 +48,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"training config: unknown keys {unknown}")
+            raise ConfigError(f"training config: unknown keys {unknown}")
         return cls(**d)
 
     def resolved_overrides(self):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from archspec.errors import ConfigError
 
 SOURCES = ("digits", "synthetic")
 
@@ -42,7 +43,7 @@ def load(name, input_shape, num_classes=10, seed=0, test_fraction=0.2, size=None
     if name == "synthetic":
         return synthetic(input_shape, num_classes=num_classes, seed=seed, test_fraction=test_fraction,
                          size=size or 512)
-    raise ValueError(f"data source {name!r}: expected one of {SOURCES}")
+    raise ConfigError(f"data source {name!r}: expected one of {SOURCES}")
 
 
 def digits(input_shape, num_classes=10, seed=0, test_fraction=0.2):
@@ -54,7 +55,7 @@ def digits(input_shape, num_classes=10, seed=0, test_fraction=0.2):
     from sklearn.datasets import load_digits
 
     if num_classes != 10:
-        raise ValueError(f"digits has 10 classes; the network has num_classes={num_classes} "
+        raise ConfigError(f"digits has 10 classes; the network has num_classes={num_classes} "
                          "(pass --num-classes 10 or use --data synthetic)")
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[..., None] / 16.0  # (N, 8, 8, 1)
@@ -83,7 +84,7 @@ def resize(x, input_shape):
         x = np.asarray(jax.image.resize(jnp.asarray(x), (x.shape[0], h, w, x.shape[3]), "bilinear"))
     if x.shape[3] != c:
         if x.shape[3] != 1:
-            raise ValueError(f"cannot turn {x.shape[3]} channels into {c}")
+            raise ConfigError(f"cannot turn {x.shape[3]} channels into {c}")
         x = np.repeat(x, c, axis=3)
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -108,9 +109,9 @@ class Batches:
 
     def __init__(self, x, y, global_batch, seed, process_index=0, process_count=1):
         if global_batch % process_count:
-            raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+            raise ConfigError(f"global batch {global_batch} is not divisible by {process_count} processes")
         if global_batch > len(x):
-            raise ValueError(f"global batch {global_batch} is larger than the {len(x)} training examples")
+            raise ConfigError(f"global batch {global_batch} is larger than the {len(x)} training examples")
         self.x, self.y = x, y
         self.global_batch = global_batch
         self.seed = seed

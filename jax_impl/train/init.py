@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from archspec.errors import ConfigError
 
 INITS = ("network", "he")
 
@@ -26,7 +27,7 @@ def initial_variables(module, key, input_shape, how="network", seed=0):
     if how == "he":
         abstract = jax.eval_shape(lambda k: jax_impl.init(module, k, input_shape), key)
         return he(abstract, seed)
-    raise ValueError(f"init {how!r}: expected one of {INITS}")
+    raise ConfigError(f"init {how!r}: expected one of {INITS}")
 
 
 def he(abstract_variables, seed=0):

@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .init import initial_variables
 from .state import TrainState
 from .step import make_eval_step, make_train_step
+from archspec.errors import ConfigError
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -119,7 +120,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
         state, saved_meta = ckpt.restore(mgr, state)
         start_step = int(jax.device_get(state.step))
         if saved_meta.get("config") != meta["config"]:
-            raise ValueError(f"{checkpoint_dir}: holds a run with a different config; use another directory "
+            raise ConfigError(f"{checkpoint_dir}: holds a run with a different config; use another directory "
                              f"or --no-resume.\n saved: {saved_meta.get('config')}\n now:   {meta['config']}")
     records = metrics_lib.truncate_log(log_path, start_step) if start_step else []
     if not start_step and log_path and is_main and os.path.exists(log_path):

@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from archspec.errors import ConfigError
 
 AXIS = "data"
 
@@ -59,7 +60,7 @@ def micro_batch_sharding(mesh):
 def check_batch(mesh, global_batch, accum_steps=1):
     n = mesh.devices.size
     if global_batch % (n * accum_steps):
-        raise ValueError(f"global batch {global_batch} must be divisible by devices x accum_steps = "
+        raise ConfigError(f"global batch {global_batch} must be divisible by devices x accum_steps = "
                          f"{n} x {accum_steps}")
 
 

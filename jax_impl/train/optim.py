@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import optax
+from archspec.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -27,7 +28,7 @@ def schedule(lr, total_steps, warmup_steps=0, kind="cosine", final_lr_fraction=0
                 [optax.linear_schedule(0.0, lr, warmup_steps), optax.constant_schedule(lr)], [warmup_steps])
         return optax.constant_schedule(lr)
     if kind != "cosine":
-        raise ValueError(f"schedule {kind!r}: expected one of {SCHEDULES}")
+        raise ConfigError(f"schedule {kind!r}: expected one of {SCHEDULES}")
     decay_steps = max(total_steps, warmup_steps + 1)
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=lr, warmup_steps=warmup_steps, decay_steps=decay_steps,
@@ -39,7 +40,7 @@ def decay_mask(params, which="kernels"):
     if which == "all":
         return jax.tree.map(lambda _: True, params)
     if which != "kernels":
-        raise ValueError(f"decay {which!r}: expected 'kernels' or 'all'")
+        raise ConfigError(f"decay {which!r}: expected 'kernels' or 'all'")
 
     def is_kernel(path, leaf):
         last = path[-1]
@@ -66,5 +67,5 @@ def make(name, learning_rate, params, momentum=0.9, nesterov=False, weight_decay
     elif name == "adamw":
         chain.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask))
     else:
-        raise ValueError(f"optimizer {name!r}: expected one of {OPTIMIZERS}")
+        raise ConfigError(f"optimizer {name!r}: expected one of {OPTIMIZERS}")
     return optax.chain(*chain)

@@ -24,6 +24,7 @@ import optax
 
 from .losses import correct, cross_entropy
 from .state import cast_floating
+from archspec.errors import ConfigError
 
 
 def make_train_step(module, tx, *, label_smoothing=0.0, compute_dtype=jnp.float32, accum_steps=1,
@@ -88,7 +89,7 @@ def _global_norm(tree):
 def _micro_batches(a, k, sharding):
     b = a.shape[0]
     if b % k:
-        raise ValueError(f"global batch {b} is not divisible by accum_steps={k}")
+        raise ConfigError(f"global batch {b} is not divisible by accum_steps={k}")
     # rows i, i+k, i+2k, ... form micro-batch i: (B, ...) -> (B/k, k, ...) -> (k, B/k, ...)
     stacked = jnp.swapaxes(a.reshape(b // k, k, *a.shape[1:]), 0, 1)
     if sharding is not None:

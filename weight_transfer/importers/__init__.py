@@ -14,6 +14,7 @@ Modules are imported lazily: ``import weight_transfer.importers`` imports no fra
 """
 
 import importlib
+from archspec.errors import ConfigError
 
 LIBRARIES = ("torchvision", "timm", "keras-applications")
 
@@ -27,7 +28,7 @@ _PREFIXES = {"torchvision": "torchvision", "timm": "timm", "keras": "keras-appli
 def get(library):
     """The importer module of ``library`` (one of :data:`LIBRARIES`), imported on first use."""
     if library not in _MODULES:
-        raise ValueError(f"unknown library {library!r}: expected one of {', '.join(LIBRARIES)}")
+        raise ConfigError(f"unknown library {library!r}: expected one of {', '.join(LIBRARIES)}")
     return importlib.import_module(f".{_MODULES[library]}", __name__)
 
 
@@ -35,7 +36,7 @@ def library_of(arch):
     """The library an architecture name belongs to, from its prefix: ``'timm/resnet50'`` -> ``'timm'``."""
     prefix, sep, rest = str(arch).partition("/")
     if not sep or not rest or prefix not in _PREFIXES:
-        raise ValueError(f"{arch!r} names no library model: expected '<library>/<model>' with library one of "
+        raise ConfigError(f"{arch!r} names no library model: expected '<library>/<model>' with library one of "
                          f"{', '.join(sorted(_PREFIXES))}")
     return _PREFIXES[prefix]
 
