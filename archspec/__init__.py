@@ -6,8 +6,8 @@ imports no deep-learning framework.
 """
 
 from . import blocks, ir
-from .errors import ConfigError, CrossframeError, SpecError
+from .errors import ConfigError, CrossframeError, Interrupted, SpecError
 from .ir import Spec
 from .resolve import list_variants, load
 
-__all__ = ["CrossframeError", "ConfigError", "SpecError", "Spec", "load", "list_variants", "blocks", "ir"]
+__all__ = ["CrossframeError", "ConfigError", "Interrupted", "SpecError", "Spec", "load", "list_variants", "blocks", "ir"]

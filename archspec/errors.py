@@ -44,3 +44,20 @@ def _short(value, limit=200):
     except (RecursionError, ValueError):  # a deeply nested value, or an int beyond str()'s digit limit
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: raised where Python would raise ``KeyboardInterrupt``.
+
+    ``signum`` is the signal; the command line exits with ``128 + signum`` (130 for Ctrl-C, 143 for
+    SIGTERM), as shells do. Being a ``KeyboardInterrupt``, it runs every ``finally`` and ``__exit__``
+    on its way out, so staged outputs are removed on SIGTERM as on Ctrl-C.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_status(self):
+        return 128 + self.signum

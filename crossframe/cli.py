@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from archspec.errors import CrossframeError
+from archspec.errors import CrossframeError, Interrupted
 
 from . import __version__, commands
 
@@ -48,11 +49,13 @@ def main(argv=None) -> int:
     parser, module = build_parser(_selected(argv))
     args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with status 2
     show_traceback = args.traceback or os.environ.get("CROSSFRAME_TRACEBACK", "") not in ("", "0")
+    previous = _raise_on_sigterm()
     try:
         return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        status = err.exit_status if isinstance(err, Interrupted) else 128 + signal.SIGINT
+        print(f"{PROG}: interrupted ({signal.Signals(status - 128).name})", file=sys.stderr)
+        return status
     except BrokenPipeError:  # `crossframe list | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -62,6 +65,20 @@ def main(argv=None) -> int:
             raise
         print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_on_sigterm():
+    """Make SIGTERM raise :class:`Interrupted` (as Ctrl-C raises KeyboardInterrupt), so that staged
+    outputs are cleaned up and training saves; returns the previous handler (None off the main thread)."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 if __name__ == "__main__":
