@@ -22,6 +22,42 @@ from . import __version__, commands
 PROG = "crossframe"
 EXIT_USAGE = 2
 
+
+def _selected(argv):
+    """The subcommand named in ``argv`` (its first non-option word), before parsing."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(selected=None):
+    """The argument parser; only ``selected``'s module is imported (to add its arguments).
+
+    Returns ``(parser, module)``, ``module`` being None when no known subcommand is selected.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Efficient CNNs from one JSON spec in PyTorch, Keras and Flax.",
+        epilog=f"`{PROG} COMMAND -h` describes a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+    module = None
+    for name in commands.names():
+        if name == selected:
+            module = commands.load(name)
+            p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+            module.add_arguments(p)
+        else:
+            sub.add_parser(name, help=commands.help_of(name), add_help=False)
+    return parser, module
+
+
 def _ours(err):
     """Whether ``err`` is bad input (exit 2, one line) rather than a bug (traceback).
 
