@@ -78,7 +78,8 @@ def pytest_terminal_summary(terminalreporter):
             for name, value in getattr(report, "user_properties", []):
                 if name == "parity" and getattr(report, "when", "call") == "call":
                     # as_dict() writes an unmeasured float as None: back to NaN
-                    records.append(Record(**{k: float("nan") if v is None else v for k, v in value.items()}))
+                    records.append(Record(**{k: float("nan") if v is None else float(v) if v in ("inf", "-inf") else v
+                                             for k, v in value.items()}))
     if not records:
         return
     terminalreporter.section("parity (rel = max|a-b|/max|ref|; floor = torch float32 vs float64)")

@@ -83,6 +83,11 @@ def run(args):
     from .parity import _parse_device
 
     _check_args(args)
+    from ..frameworks import require
+
+    require(["torch", args.a, args.b], lambda missing, present: (
+        "diff needs PyTorch in every run (it calibrates the shared weights)" if "torch" in missing
+        else f"installed: {', '.join(present)}"))
     device = _parse_device(args.device, [args.a, args.b])
     is_file = Path(args.arch).suffix == ".json" or Path(args.arch).is_file()
     if args.variant and not is_file:

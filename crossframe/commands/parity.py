@@ -56,6 +56,20 @@ def _parse_device(text, frameworks):
     return out
 
 
+def _require_frameworks(frameworks):
+    """Every framework compared, and PyTorch (it calibrates the weights and is the float64 floor)."""
+    from ..frameworks import require
+
+    def hint(missing, present):
+        runnable = [f for f in frameworks if f in present]
+        if "torch" not in present:
+            return "parity needs PyTorch in every run (it calibrates the shared weights)"
+        if len(runnable) >= 2:
+            return f"with what is installed: --frameworks {','.join(runnable)}"
+        return f"installed: {', '.join(present)}; parity compares two or more frameworks"
+    require(["torch", *frameworks], hint)
+
+
 def run(args):
     import archspec
 
@@ -66,6 +80,7 @@ def run(args):
     bad = [f for f in frameworks if f not in ("torch", "tf", "jax")]
     if bad or len(frameworks) < 2:
         raise ConfigError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
+    _require_frameworks(frameworks)
     device = _parse_device(args.device, frameworks)
     modes = tuple(m.strip() for m in args.mode.split(","))
     from ..parity.harness import MODES, planned_runs

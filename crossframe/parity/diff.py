@@ -40,13 +40,16 @@ class LayerRecord:
     passed: bool
 
     def as_dict(self):
-        """JSON-ready: the shape as a list; a rel or floor that is nan (not measured) or inf
-        (the two outputs differ in shape) as None, since strict JSON has neither."""
+        """JSON-ready: the shape as a list; a rel or floor that is nan (not measured) as None, and an
+        infinite one (NaN/Inf in an output, or outputs of different shapes) as ``"inf"``, since
+        strict JSON has neither."""
         d = asdict(self)
         d["shape"] = list(self.shape)
         for key in ("rel", "floor"):
-            if not math.isfinite(d[key]):
+            if d[key] != d[key]:
                 d[key] = None
+            elif math.isinf(d[key]):
+                d[key] = "inf"
         return d
 
 

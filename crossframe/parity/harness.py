@@ -48,8 +48,15 @@ class Record:
     own: float = float("nan")
 
     def as_dict(self):
-        """The record as JSON-ready values: a float that was not measured (NaN) becomes None."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """The record as JSON-ready values: a float that was not measured (NaN) becomes None, an
+        infinite error (a NaN or Inf seen in an output) the string ``"inf"``."""
+        def value(v):
+            if isinstance(v, float) and v != v:
+                return None
+            if isinstance(v, float) and math.isinf(v):
+                return "inf" if v > 0 else "-inf"
+            return v
+        return {k: value(v) for k, v in asdict(self).items()}
 
 
 def _inputs(spec, seed, batch, steps):
@@ -112,9 +119,26 @@ def _drop(result, names):
             for k, r in result.items()}
 
 
+def judge(rel, tol, rel64=None, tol64=None, own_a=None, own_b=None):
+    """``(passed, verdict)`` of one pair: ``ok`` within ``tol``; ``ok*`` (float32-limited) when over it
+    but the pair agrees in float64 (``rel64 <= tol64``) and the gap is no more than the two
+    frameworks' own float32 errors against their float64 runs (``rel <= own_a + own_b + rel64``);
+    else ``FAIL``. Any NaN or Inf among the numbers (an output that was NaN or Inf) is a ``FAIL``.
+    """
+    numbers = [rel, tol] + [v for v in (rel64, tol64, own_a, own_b) if v is not None]
+    if not all(math.isfinite(v) for v in numbers):
+        return False, "FAIL"
+    if rel <= tol:
+        return True, "ok"
+    if rel64 is None:
+        return False, "FAIL"
+    limited = rel64 <= tol64 and rel <= (own_a + own_b + rel64) * (1 + 1e-6)
+    return (True, "ok*") if limited else (False, "FAIL")
+
+
 def compare(a, ref):
     """Worst rel error over everything two ``run_mode`` results hold; returns (rel, what)."""
-    worst, what = 0.0, ""
+    worst, what = -1.0, ""
     for key, r in ref.items():
         if isinstance(r, dict):
             if not r:
@@ -123,9 +147,9 @@ def compare(a, ref):
             label = f"{key}:{name}"
         else:
             rel, label = rel_error(a[key], r), key
-        if rel >= worst:
-            worst, what = rel, label
-    return worst, what
+        if rel > worst or rel != rel:  # a NaN (never produced by rel_error) would still be the worst
+            worst, what = (math.inf if rel != rel else rel), label
+    return max(worst, 0.0), what
 
 
 def planned_runs(frameworks, modes, floor=True, dtype="float32"):
@@ -187,18 +211,16 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         tol = tolerance(dtype, precision, mode)
         for a, b in itertools.combinations(frameworks, 2):
             rel, what = compare(results[b][mode], results[a][mode])
-            record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, bool(rel <= tol))
+            record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, False)
             if mode in modes64:
                 record.rel64, _ = compare(results64[b][mode], results64[a][mode])
                 own_a, _ = compare(results[a][mode], results64[a][mode])
                 own_b, _ = compare(results[b][mode], results64[b][mode])
                 record.own = max(own_a, own_b)
-                agree64 = record.rel64 <= tolerance("float64", precision, mode)
-                limited = rel <= (own_a + own_b + record.rel64) * (1 + 1e-6)
-                record.passed = agree64 and (rel <= tol or limited)
-                record.verdict = "FAIL" if not record.passed else ("ok" if rel <= tol else "ok*")
+                record.passed, record.verdict = judge(rel, tol, record.rel64, tolerance("float64", precision, mode),
+                                                      own_a, own_b)
             else:
-                record.verdict = "ok" if record.passed else "FAIL"
+                record.passed, record.verdict = judge(rel, tol)
             records.append(record)
     if floor and dtype != "float32" and "eval" in modes:
         # low precision is checked against float32 too: each framework's output against PyTorch's
@@ -207,6 +229,6 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         tol = tolerance(dtype, precision, "eval")
         for fw in frameworks:
             rel, what = compare(results[fw]["eval"], ref)
-            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, float("nan"), tol, what, bool(rel <= tol),
-                                  "ok" if rel <= tol else "FAIL"))
+            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, float("nan"), tol, what,
+                                  *judge(rel, tol)))
     return records

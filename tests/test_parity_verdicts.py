@@ -1,0 +1,146 @@
+"""The parity verdicts on constructed numbers, and NaN/Inf outputs caught everywhere a comparison is made.
+
+Verdict logic is tested on constructed records, not on one float32 rounding outcome of one machine
+(issue 12, item 18): which side of zero a ReLU input lands on in float32 differs between CPUs and
+library builds, so a test that needs an ``ok*`` gets it by construction. NaN or Inf anywhere in an
+output is an infinite error (item 15): planted in one framework's output, it fails ``check_network``,
+``crossframe parity`` (exit 1) and ``crossframe diff``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import archspec
+from crossframe.parity import harness
+from crossframe.parity.harness import compare, judge
+from weight_transfer.metrics import rel_error, rel_error_dict, worst
+
+NAN, INF = float("nan"), float("inf")
+
+
+# -- the metric ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [NAN, INF, -INF])
+@pytest.mark.parametrize("side", ["a", "ref"])
+def test_rel_error_of_a_nonfinite_operand_is_infinite(bad, side):
+    ref = np.linspace(-1, 1, 12).reshape(3, 4)
+    a = ref.copy()
+    (a if side == "a" else ref)[1, 2] = bad
+    assert rel_error(a, ref) == INF
+    assert not rel_error(a, ref) <= 1e30  # and so above any tolerance
+
+
+def test_rel_error_dict_names_the_nonfinite_tensor():
+    ref = {"x.kernel": np.ones((2, 2)), "y.bias": np.arange(3.0), "z.scale": np.full(4, 2.0)}
+    a = {k: v.copy() for k, v in ref.items()}
+    a["y.bias"][1] = NAN
+    assert rel_error_dict(a, ref) == (INF, "y.bias")
+    a = {k: v.copy() for k, v in ref.items()}
+    a["z.scale"][0] += 1e-3  # a finite error elsewhere must not hide the infinite one
+    ref = dict(ref, **{"x.kernel": np.array([[1.0, INF], [1.0, 1.0]])})
+    assert rel_error_dict(a, ref) == (INF, "x.kernel")
+
+
+def test_compare_takes_the_infinite_entry_as_the_worst():
+    ref = {"eval": np.ones((2, 3)), "stats": {"bn.mean": np.ones(3)}}
+    a = {"eval": np.ones((2, 3)), "stats": {"bn.mean": np.array([1.0, NAN, 1.0])}}
+    rel, what = compare(a, ref)
+    assert rel == INF and what == "stats:bn.mean"
+
+
+def test_worst_counts_nan_as_infinite():
+    assert worst([1e-7, NAN, 2e-6]) == INF and worst([1e-7, 3e-6]) == 3e-6
+
+
+# -- the verdict -----------------------------------------------------------------------------------
+
+def test_within_the_band_is_ok():
+    assert judge(9e-6, 1e-5) == (True, "ok")
+    assert judge(2e-5, 1e-5) == (False, "FAIL")
+
+
+def test_over_the_band_but_float32_limited_is_ok_star():
+    """The pair agrees in float64 and the gap is within the frameworks' own float32 errors."""
+    assert judge(3e-2, 1e-4, rel64=1e-14, tol64=1e-9, own_a=1e-7, own_b=3e-2) == (True, "ok*")
+
+
+def test_float32_limited_needs_float64_agreement():
+    """An implementation difference shows in float64: no ``ok*`` however large the own errors."""
+    assert judge(3e-2, 1e-4, rel64=1e-6, tol64=1e-9, own_a=1e-1, own_b=1e-1) == (False, "FAIL")
+
+
+def test_float32_limited_needs_the_gap_within_the_own_errors():
+    assert judge(3e-2, 1e-4, rel64=1e-14, tol64=1e-9, own_a=1e-3, own_b=1e-3) == (False, "FAIL")
+
+
+@pytest.mark.parametrize("field", ["rel", "rel64", "own_a", "own_b"])
+@pytest.mark.parametrize("bad", [NAN, INF])
+def test_any_nonfinite_number_fails(field, bad):
+    numbers = dict(rel=3e-2, tol=1e-4, rel64=1e-14, tol64=1e-9, own_a=1e-1, own_b=1e-1)
+    numbers[field] = bad
+    assert judge(**numbers) == (False, "FAIL")
+    assert judge(bad, 1e-5) == (False, "FAIL")
+
+
+def test_an_infinite_record_is_strict_json():
+    import json
+
+    record = harness.Record("n", "eval", "torch-jax", INF, NAN, 1e-5, "eval", False, "FAIL")
+    text = json.dumps(record.as_dict(), allow_nan=False)
+    assert json.loads(text)["rel"] == "inf" and json.loads(text)["floor"] is None
+
+
+# -- a framework whose output is NaN fails every check ---------------------------------------------
+
+@pytest.fixture
+def nan_from_jax(monkeypatch):
+    """JAX's eval output poisoned with one NaN (a planted fault; the weights stay finite)."""
+    from crossframe.parity import runners
+
+    real = runners.FlaxRunner.eval
+
+    def poisoned(self, x):
+        y = np.array(real(self, x), dtype=np.float64 if self.dtype == "float64" else np.float32)
+        y.flat[y.size // 2] = np.nan
+        return y
+
+    monkeypatch.setattr(runners.FlaxRunner, "eval", poisoned)
+
+
+def test_check_network_fails_a_nan_output(nan_from_jax):
+    records = harness.check_network(archspec.load("dsconv_cnn"), frameworks=("torch", "jax"), modes=("eval",),
+                                    batch=2, floor=False)
+    (r,) = records
+    assert r.pair == "torch-jax" and math.isinf(r.rel) and not r.passed and r.verdict == "FAIL", r
+
+
+def test_parity_cli_exits_1_on_a_nan_output(nan_from_jax, capsys, monkeypatch):
+    from crossframe import cli
+
+    monkeypatch.setenv("CROSSFRAME_PROGRESS", "0")
+    status = cli.main(["parity", "dsconv_cnn", "--frameworks", "torch,jax", "--no-floor"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "inf" in out and "FAIL" in out and "1 out of tolerance" in out, out
+
+
+def test_diff_names_the_first_nan_layer(monkeypatch):
+    from crossframe.parity import capture as capture_module
+    from crossframe.parity.diff import diff_networks
+
+    spec = archspec.load("dsconv_cnn")
+    target = spec.layers[1].path
+    real = capture_module.CAPTURES["jax"]
+
+    def poisoned(runner, x, paths, train):
+        out = dict(real(runner, x, paths, train))
+        out[target] = np.full_like(out[target], np.nan)
+        return out
+
+    monkeypatch.setitem(capture_module.CAPTURES, "jax", poisoned)
+    result = diff_networks(spec, "jax", "torch", floor=False)
+    assert not result.passed
+    first = result.first_failure
+    assert first.path == target and math.isinf(first.rel), first
