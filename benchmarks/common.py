@@ -440,11 +440,11 @@ def suite_main(module, argv=None):
 
 
 def write_json(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as JSON at ``path`` atomically (a temporary of our own, renamed into place)."""
+    from weight_transfer.files import atomic_write
+
+    text = json.dumps(data, indent=1) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def suite_result(name, settings, records, probes, started, notes=()):

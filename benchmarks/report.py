@@ -222,18 +222,35 @@ def plot(data, path):
     fig.suptitle(f"crossframe benchmarks, {suites[0]['settings']['device'] if suites else ''}: {m.get('cpu', '')}, "
                  f"{m.get('nproc', '?')} cores", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from weight_transfer.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
-def update_file(path, text):
+def check_markers(path):
+    """The text of markdown file ``path``, refused (BenchError) unless it has the results markers:
+    ``--report`` rewrites only what lies between them, and nothing of a file without them."""
+    from .common import BenchError
+
     path = Path(path)
-    doc = path.read_text()
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to replace")
+    if not path.is_file():
+        raise BenchError(f"--report {path}: no such file (it must exist and hold the {BEGIN} ... {END} markers)")
+    doc = path.read_text(encoding="utf-8")
+    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
+        raise BenchError(f"--report {path}: no {BEGIN} ... {END} markers to replace; the file is left as it is")
+    return doc
+
+
+def update_file(path, text):
+    """Replace the marked results section of ``path`` (atomically; the rest of the file kept byte for byte)."""
+    from weight_transfer.files import atomic_write
+
+    doc = check_markers(path)
     head, rest = doc.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    new = f"{head}{BEGIN}\n{text}\n{END}{tail}"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
 
 
 def main(argv=None):
@@ -241,7 +258,14 @@ def main(argv=None):
     parser.add_argument("results", nargs="+", help="JSON written by `crossframe bench --json` or a suite's --json")
     parser.add_argument("--update", metavar="MD", help="replace the marked results section of this file")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio plot here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     args = parser.parse_args(argv)
+    if args.plot:
+        from weight_transfer.outputs import claim
+
+        claim(args.plot, overwrite=args.overwrite, what="--plot")
+    if args.update:
+        check_markers(args.update)
     data = {"suites": [suite for path in args.results for suite in suites_of(json.loads(Path(path).read_text()))]}
     text = format_all(data)
     if args.update:

@@ -82,7 +82,13 @@ def one_line(err) -> str:
 def main(argv=None) -> int:
     """Run ``crossframe`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    parser, module = build_parser(_selected(argv))
+    try:
+        parser, module = build_parser(_selected(argv))
+    except CrossframeError as err:  # a command whose framework is missing cannot even list its flags
+        if os.environ.get("CROSSFRAME_TRACEBACK", "") not in ("", "0") or "--traceback" in argv:
+            raise
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with status 2
     show_traceback = args.traceback or os.environ.get("CROSSFRAME_TRACEBACK", "") not in ("", "0")
     previous = _raise_on_sigterm()

@@ -53,6 +53,9 @@ def add_arguments(parser):
     parser.add_argument("--report", metavar="MD", help="rewrite the results section of this markdown file "
                                                        "(docs/BENCHMARKS.md)")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio plot (matplotlib, Agg)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json/--plot file (without it, an existing file is refused "
+                             "before anything runs)")
 
 
 def _csv(text):
@@ -103,6 +106,17 @@ def command_line(args):
     return " ".join(words)
 
 
+def _claim_outputs(args, report):
+    """Check every output path before the (long) run: nothing of the user's is replaced unasked."""
+    from weight_transfer.outputs import claim
+
+    for flag in ("json", "plot"):
+        if getattr(args, flag):
+            claim(getattr(args, flag), overwrite=args.overwrite, what=f"--{flag}")
+    if args.report:
+        report.check_markers(args.report)
+
+
 def run(args):
     common, report = _import_benchmarks()
     suites = _csv(args.suites) or list(QUICK_SUITES if args.quick else DEFAULT_SUITES)
@@ -120,6 +134,8 @@ def run(args):
     for flag in ("batch", "rounds", "threads"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise CommandError(f"--{flag} {getattr(args, flag)}: expected a positive integer")
+
+    _claim_outputs(args, report)
 
     from crossframe.progress import progress_bar
 

@@ -33,6 +33,7 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print one JSON record per layer instead of a table")
     p.add_argument("--plot", default=None, metavar="OUT.png",
                    help="write a PNG of rel error against depth, tolerance and first failure marked")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
 
 
 def _check_args(args):
@@ -52,6 +53,9 @@ def _check_args(args):
     if args.plot:
         from pathlib import Path
 
+        from weight_transfer.outputs import claim
+
+        claim(args.plot, overwrite=args.overwrite, what="--plot")
         parent = Path(args.plot).resolve().parent
         if not parent.is_dir():
             raise CommandError(f"--plot {args.plot}: directory {parent} does not exist")

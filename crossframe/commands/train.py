@@ -1,4 +1,9 @@
-"""crossframe train: train a spec with JAX/Flax (optax, jax.sharding, Orbax), optionally export it."""
+"""crossframe train: train a spec with JAX/Flax (optax, jax.sharding, Orbax), optionally export it.
+
+Everything a user can get wrong is checked before training starts: the config values, the export
+paths (an existing file needs ``--overwrite``) and the workdir (a non-empty directory that holds no
+training run is refused). SIGINT / SIGTERM save a checkpoint at the step in flight and exit 130 / 143.
+"""
 
 import json
 import os
@@ -9,6 +14,9 @@ HELP = "train a network with JAX/Flax on the digits or synthetic data; resume; e
 
 
 def add_arguments(p):
+    from ..frameworks import require
+
+    require(["jax"])  # jax_impl (even its config's defaults) imports JAX: say so, not a traceback
     from jax_impl.train.config import TrainConfig
 
     d = TrainConfig()
@@ -17,7 +25,7 @@ def add_arguments(p):
                    help="training framework (jax; export to the others with --export-torch/--export-keras)")
     p.add_argument("--workdir", default=None,
                    help="checkpoints/, metrics.jsonl and metrics.png go here (default runs/ARCH); "
-                        "a workdir holding checkpoints is resumed")
+                        "a workdir holding checkpoints is resumed; a non-empty directory holding no run is refused")
     p.add_argument("--checkpoint-dir", default=None,
                    help="where Orbax checkpoints go (default WORKDIR/checkpoints); multi-host runs need "
                         "storage every host reads, e.g. gs://bucket/run")
@@ -56,10 +64,15 @@ def add_arguments(p):
     p.add_argument("--devices", type=int, default=None, help="use the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first (TPU pods, SLURM: no other flag)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if the workdir has checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if the workdir has checkpoints: the old checkpoints and metrics are "
+                        "moved aside (renamed checkpoints.old-<time>, metrics.old-<time>.jsonl) and the new "
+                        "names printed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--export-torch", default=None, metavar="PATH", help="write the trained weights as a .pt state_dict")
     p.add_argument("--export-keras", default=None, metavar="PATH", help="write the trained weights as .weights.h5")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --export-torch/--export-keras files (checked before training)")
 
 
 def config_from_args(args):
@@ -78,7 +91,20 @@ def config_from_args(args):
 
 
 def run(args):
+    from archspec.errors import ConfigError
+
+    from ..export import check_outputs
+
+    config = config_from_args(args)  # ConfigError on a bad value, before anything else
+    for flag, value in (("--max-steps", args.max_steps), ("--devices", args.devices)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: expected an integer >= 1")
+    workdir = args.workdir or os.path.join("runs", args.arch)
     exporting = args.export_torch or args.export_keras
+    check_outputs(args.export_torch, args.export_keras, overwrite=args.overwrite)  # not after an hour of training
+    from jax_impl.train import workdir as workdir_lib
+
+    workdir_lib.check(workdir, args.checkpoint_dir)
     if exporting:
         from ..frameworks import import_torch
 
@@ -91,8 +117,6 @@ def run(args):
 
     from jax_impl.train import train
 
-    config = config_from_args(args)
-    workdir = args.workdir or os.path.join("runs", args.arch)
     devices = jax.devices()[:args.devices] if args.devices else None
     result = train(config, workdir, checkpoint_dir=args.checkpoint_dir, max_steps=args.max_steps,
                    resume=not args.no_resume, devices=devices, progress=not args.no_progress)
@@ -104,7 +128,8 @@ def run(args):
             print("note: exporting the weights of an unfinished run", file=sys.stderr)
         from ..export import export
 
-        summary["exported"] = export(result.paths["checkpoints"], args.export_torch, args.export_keras)
+        summary["exported"] = export(result.paths["checkpoints"], args.export_torch, args.export_keras,
+                                     overwrite=args.overwrite)
     if jax.process_index() == 0:
         print(json.dumps(summary, indent=1))
     return 0

@@ -213,5 +213,7 @@ def plot_diff(result, path):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    from weight_transfer.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path

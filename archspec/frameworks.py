@@ -1,0 +1,108 @@
+"""Import the frameworks in the one order that never crashes, and say clearly when one is missing.
+
+Importing this module imports no framework (as all of ``archspec``); its functions do, on call.
+It sits at the bottom of the import graph so that every package takes frameworks from here.
+
+With the CUDA build of PyTorch, ``triton``'s native library segfaults when it loads after
+TensorFlow's (importing torchvision, timm or ``torch.compile`` after TensorFlow). Loading triton
+first makes every later order safe, so every TensorFlow import in this project goes through
+``tf_impl._tf``, which does that; these helpers are the harnesses' way in.
+
+A framework that is not installed (``pip install .[torch,jax]`` without TensorFlow, as on many
+accelerator machines) raises :class:`FrameworkMissing`, a ``ConfigError``: the command line prints
+which framework is missing, how to install it and what would run without it, and exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from archspec.errors import ConfigError
+
+FRAMEWORKS = ("torch", "tf", "jax")
+# the modules each framework needs, and the extra that installs them
+MODULES = {"torch": ("torch",), "tf": ("tensorflow", "keras"), "jax": ("jax", "flax", "optax")}
+NAMES = {"torch": "PyTorch", "tf": "TensorFlow/Keras", "jax": "JAX/Flax"}
+
+
+class FrameworkMissing(ConfigError):
+    """A framework a command needs cannot be imported."""
+
+    def __init__(self, framework, detail="", hint=""):
+        self.framework = framework
+        why = f" ({detail})" if detail else ""
+        text = (f"{NAMES[framework]} is not installed{why}: pip install 'crossframe[{framework}]' "
+                f"(or ./dev install)")
+        super().__init__(text + (f"; {hint}" if hint else ""))
+
+
+def installed(framework) -> bool:
+    """Whether every module of ``framework`` can be found (without importing it)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in MODULES[framework])
+    except (ImportError, ValueError):  # a parent package that fails, or a module set to None
+        return False
+
+
+def available(names=FRAMEWORKS):
+    """The frameworks of ``names`` that are installed, in ``names``' order."""
+    return [f for f in names if installed(f)]
+
+
+def require(names, hint=None):
+    """Raise :class:`FrameworkMissing` for the first framework of ``names`` that is not installed.
+
+    ``hint(missing, present)`` may return what the user could run instead (e.g. another ``--frameworks``).
+    """
+    names = list(dict.fromkeys(names))
+    missing = [f for f in names if not installed(f)]
+    if missing:
+        present = available()
+        raise FrameworkMissing(missing[0], hint=hint(missing, present) if hint else
+                               f"installed: {', '.join(present) or 'none'}")
+
+
+def _imported(framework, load):
+    try:
+        return load()
+    except ImportError as err:  # not installed, or a broken install: say which framework
+        raise FrameworkMissing(framework, detail=f"{type(err).__name__}: {err}") from err
+
+
+def import_torch():
+    def load():
+        try:
+            import triton  # noqa: F401  (must precede TensorFlow; see module docstring)
+        except ImportError:
+            pass
+        import torch
+
+        return torch
+    return _imported("torch", load)
+
+
+def import_tf():
+    def load():
+        from tf_impl._tf import keras, tf
+
+        return tf, keras
+    return _imported("tf", load)
+
+
+def import_jax():
+    def load():
+        import flax  # noqa: F401
+        import jax
+
+        return jax
+    return _imported("jax", load)
+
+
+def import_in_order(names):
+    """Import the named frameworks ('torch', 'tf', 'jax'), torch side first."""
+    if "torch" in names:
+        import_torch()
+    if "jax" in names:
+        import_jax()
+    if "tf" in names:
+        import_tf()
