@@ -6,8 +6,10 @@ imports no deep-learning framework.
 """
 
 from . import blocks, ir
-from .errors import ConfigError, CrossframeError, Interrupted, SpecError
+from .errors import ConfigError, CrossframeError, Interrupted, SpecError, SpecLimitError
 from .ir import Spec
+from .limits import Limits
 from .resolve import list_variants, load
 
-__all__ = ["CrossframeError", "ConfigError", "Interrupted", "SpecError", "Spec", "load", "list_variants", "blocks", "ir"]
+__all__ = ["CrossframeError", "ConfigError", "Interrupted", "SpecError", "SpecLimitError", "Limits", "Spec", "load",
+           "list_variants", "blocks", "ir"]

@@ -40,7 +40,7 @@ def _positive_int(value, what, where):
 
 
 def _check_act(act, where, what="act"):
-    if act not in ir.ACTIVATIONS:
+    if not isinstance(act, (str, type(None))) or act not in ir.ACTIVATIONS:
         names = ", ".join(repr(a) for a in ir.ACTIVATIONS)
         raise SpecError(where[0], f"{where[1]}.{what}", act, f"one of {names}")
     return act
@@ -208,6 +208,8 @@ def pool(path, in_shape, op="max", kernel=2, stride=2, padding=0, where=PYTHON):
     if isinstance(padding, str):
         pad = (explicit_padding(padding, h, kernel, stride), explicit_padding(padding, w, kernel, stride))
     else:
+        if padding > kernel // 2:  # a window of padding only; PyTorch refuses it too
+            raise SpecError(where[0], f"{where[1]}.padding", padding, f"at most kernel // 2 = {kernel // 2}")
         pad = ((padding, padding), (padding, padding))
     oh, ow = output_size(h, kernel, stride, pad[0]), output_size(w, kernel, stride, pad[1])
     if oh < 1 or ow < 1:

@@ -34,7 +34,29 @@ class SpecError(CrossframeError):
         self.path = path
         self.found = found
         self.expected = expected
-        super().__init__(f"{self.file}: {path}: found {_short(found)}, expected {expected}")
+        super().__init__(self._message())
+
+    def _message(self):
+        return f"{self.file}: {self.path}: found {_short(self.found)}, expected {self.expected}"
+
+    def _update(self, path=None, expected=None):
+        """Re-point the error (a caller adds what it knows: which override set the value)."""
+        self.path = self.path if path is None else path
+        self.expected = self.expected if expected is None else expected
+        self.args = (self._message(),)
+        return self
+
+
+class SpecLimitError(SpecError):
+    """A spec within the language but beyond one of :class:`archspec.Limits` (too many parameters,
+    layers, channels, ...). ``limit`` names the limit (``'max_params'``), ``value`` is its value; the
+    message says how to raise it.
+    """
+
+    def __init__(self, file, path, found, expected, limit, value):
+        self.limit = limit
+        self.value = value
+        super().__init__(file, path, found, expected)
 
 
 def _short(value, limit=200):

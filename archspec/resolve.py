@@ -12,11 +12,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import os
 import re
 from pathlib import Path
 
 from . import blocks, ir
-from .errors import SpecError
+from .errors import SpecError, SpecLimitError, _short
+from .limits import UNITS, Limits
 from .rounding import make_divisible, round_depth
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -123,25 +126,135 @@ def _deep_merge(base, over):
     return out
 
 
-def _substitute(obj, variables, file, path):
-    if isinstance(obj, str) and obj.startswith("$"):
-        name = obj[1:]
-        if name not in variables:
-            raise SpecError(file, path, obj, f"a variable defined in 'vars' (have {sorted(variables)})")
-        if path.count("$") > 32:
-            raise SpecError(file, path, obj, "variables that do not refer to themselves")
-        return _substitute(copy.deepcopy(variables[name]), variables, file, f"{path}<{obj}>")
-    if isinstance(obj, dict):
-        return {k: _substitute(v, variables, file, f"{path}.{k}") for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_substitute(v, variables, file, f"{path}[{i}]") for i, v in enumerate(obj)]
-    return obj
+# JSON numbers a spec may hold: finite floats, and integers exact in a float (so that no field's
+# arithmetic overflows a float or turns into an OverflowError deep in the resolver).
+MAX_INT = 2**53
+_MAX_VAR_CHAIN = 32  # "$a" -> "$b" -> ... : deeper chains are cycles in all but name
+
+
+def _limit_error(file, path, found, limits, name):
+    value = getattr(limits, name)
+    return SpecLimitError(file, path, found, f"at most {value:,} {UNITS[name]} ({limits.how_to_raise(name)})",
+                          limit=name, value=value)
+
+
+def _substitute(obj, variables, file, path, limits):
+    """``obj`` with every ``"$name"`` replaced by ``vars.name``, recursively.
+
+    Counts the values it produces and refuses beyond ``limits.max_spec_nodes`` (variables that
+    double at each level would otherwise expand to 2**n values) and nesting beyond
+    ``limits.max_nesting``, before building them. JSON paths are formatted only for an error.
+    """
+    count = [0]
+
+    def fmt(trail):
+        parts = []
+        while trail is not None:
+            trail, segment = trail
+            parts.append(segment)
+        return path + "".join(reversed(parts))
+
+    def sub(obj, trail, depth, chain):
+        count[0] += 1
+        if count[0] > limits.max_spec_nodes:
+            raise _limit_error(file, fmt(trail), f"more than {limits.max_spec_nodes:,} values", limits,
+                               "max_spec_nodes")
+        if depth > limits.max_nesting:
+            raise _limit_error(file, fmt(trail), f"{depth} levels", limits, "max_nesting")
+        if isinstance(obj, str) and obj.startswith("$"):
+            name = obj[1:]
+            if name not in variables:
+                raise SpecError(file, fmt(trail), obj, f"a variable defined in 'vars' (have {sorted(variables)[:50]})")
+            if name in chain or len(chain) >= _MAX_VAR_CHAIN:
+                raise SpecError(file, fmt(trail), obj, "variables that do not refer to themselves (and chains of at "
+                                f"most {_MAX_VAR_CHAIN} references)")
+            count[0] -= 1  # the reference is replaced, not added
+            return sub(variables[name], (trail, f"<{obj}>"), depth, chain + (name,))
+        if isinstance(obj, dict):
+            return {k: sub(v, (trail, f".{k}"), depth + 1, ()) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [sub(v, (trail, f"[{i}]"), depth + 1, ()) for i, v in enumerate(obj)]
+        return obj
+
+    _check_expansion(obj, variables, file, path, limits, fmt)
+    return sub(obj, None, 0, ())
+
+
+def _check_expansion(obj, variables, file, path, limits, fmt):
+    """Refuse an expansion beyond the limits before building it, in time linear in the raw spec:
+    the size and depth of each variable's expansion are computed once (memoised), so 40 variables
+    that each double cost 40 steps, not 2**40."""
+    memo = {}  # variable name -> (values, nesting) of its expansion
+
+    def measure(obj, trail, depth, chain):
+        """(values, nesting) of ``obj``'s expansion; ``depth`` is where it sits, for the limit."""
+        if depth > limits.max_nesting:
+            raise _limit_error(file, fmt(trail), f"{depth} levels", limits, "max_nesting")
+        if isinstance(obj, str) and obj.startswith("$"):
+            name = obj[1:]
+            if name not in variables or name in chain or len(chain) >= _MAX_VAR_CHAIN:
+                return 1, 0  # the substitution itself reports these, with their path
+            if name not in memo:
+                memo[name] = measure(variables[name], (trail, f"<{obj}>"), depth, chain + (name,))
+            size, nest = memo[name]
+            if depth + nest > limits.max_nesting:
+                raise _limit_error(file, fmt((trail, f"<{obj}>")), f"{depth + nest} levels", limits, "max_nesting")
+            return size, nest
+        if isinstance(obj, (dict, list)):
+            items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+            size, nest = 1, 0
+            for k, v in items:
+                n, d = measure(v, (trail, f".{k}" if isinstance(obj, dict) else f"[{k}]"), depth + 1, ())
+                size, nest = size + n, max(nest, d + 1)
+                if size > limits.max_spec_nodes:
+                    raise _limit_error(file, fmt((trail, f".{k}" if isinstance(obj, dict) else f"[{k}]")),
+                                       f"more than {limits.max_spec_nodes:,} values", limits, "max_spec_nodes")
+            return size, nest
+        return 1, 0
+
+    measure(obj, None, 0, ())
+
+
+def _check_json(doc, file, limits, numbers=True):
+    """Walk ``doc`` without recursion: JSON types only, nesting within ``limits.max_nesting`` and,
+    with ``numbers``, every number finite and every integer within +-2**53."""
+    stack = [(doc, "$", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limits.max_nesting:
+            raise _limit_error(file, path, f"{depth} levels", limits, "max_nesting")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise SpecError(file, f"{path}.{_short(k, 40)}", k, "a string key")
+                stack.append((v, f"{path}.{k}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int):
+            if numbers and abs(value) > MAX_INT:
+                raise SpecError(file, path, value, f"an integer of magnitude at most 2**53 ({MAX_INT})")
+        elif isinstance(value, float):
+            if numbers and not math.isfinite(value):
+                raise SpecError(file, path, value, "a finite number")
+        else:
+            raise SpecError(file, path, value, "a JSON value (object, array, string, number, boolean or null)")
+
+
+def _walk(layer):
+    yield layer
+    for _, child in layer.children():
+        yield from _walk(child)
 
 
 class _Resolver:
-    def __init__(self, name, family, file, config):
+    def __init__(self, name, family, file, config, limits):
         self.name, self.family, self.file = name, family, str(file)
         self.config = config
+        self.limits = limits
+        self._planned_blocks = 0
+        self._layer_count = self._param_count = self._activation_bytes = 0
         self._validate_config()
         conv = config["conventions"]
         bn = conv["batch_norm"]
@@ -161,21 +274,39 @@ class _Resolver:
         for key, value in (("width", self.width), ("depth", self.depth), ("divisor", self.divisor)):
             if value <= 0:
                 raise SpecError(self.file, f"$.scaling.{key}", value, "a positive number")
+        if self.divisor > limits.max_channels:
+            raise _limit_error(self.file, "$.scaling.divisor", self.divisor, limits, "max_channels")
+        if not 0.0 <= self.round_limit <= 1.0:
+            raise SpecError(self.file, "$.scaling.round_limit", self.round_limit, "a fraction in [0, 1]")
 
     # -- validation ------------------------------------------------------------------------
     def _validate_config(self):
         f, c = self.file, self.config
         _check_keys(c, _CONFIG_KEYS, f, "$")
         _check_keys(c["input"], _INPUT_KEYS, f, "$.input")
-        for key in ("size", "channels"):
+        for key, limit in (("size", "max_input_size"), ("channels", "max_channels")):
             if c["input"][key] <= 0:
                 raise SpecError(f, f"$.input.{key}", c["input"][key], "a positive integer")
+            if c["input"][key] > getattr(self.limits, limit):
+                raise _limit_error(f, f"$.input.{key}", c["input"][key], self.limits, limit)
         if c["num_classes"] <= 0:
             raise SpecError(f, "$.num_classes", c["num_classes"], "a positive integer")
         _check_keys(c["conventions"], _CONVENTION_KEYS, f, "$.conventions")
         _check_keys(c["conventions"]["batch_norm"], _BN_KEYS, f, "$.conventions.batch_norm")
-        if c["conventions"].get("preprocessing") is not None:
-            _check_keys(c["conventions"]["preprocessing"], _PRE_KEYS, f, "$.conventions.preprocessing")
+        eps = c["conventions"]["batch_norm"]["eps"]
+        if not 0.0 < eps <= 1.0:
+            raise SpecError(f, "$.conventions.batch_norm.eps", eps, "eps in (0, 1]")
+        momentum = c["conventions"]["batch_norm"]["momentum"]
+        if not 0.0 <= momentum <= 1.0:
+            raise SpecError(f, "$.conventions.batch_norm.momentum", momentum, "a momentum in [0, 1]")
+        pre = c["conventions"].get("preprocessing")
+        if pre is not None:
+            _check_keys(pre, _PRE_KEYS, f, "$.conventions.preprocessing")
+            for key in ("mean", "std"):
+                for i, v in enumerate(pre.get(key, ())):
+                    if isinstance(v, bool) or not isinstance(v, _NUMBER) or (key == "std" and not v > 0):
+                        raise SpecError(f, f"$.conventions.preprocessing.{key}[{i}]", v,
+                                        "a number" if key == "mean" else "a positive number")
         _check_keys(c.get("scaling", {}), _SCALING_KEYS, f, "$.scaling")
         rate = c.get("scaling", {}).get("drop_path_rate", 0.0)
         if not 0.0 <= rate < 1.0:
@@ -183,15 +314,49 @@ class _Resolver:
         if not c["layers"]:
             raise SpecError(f, "$.layers", [], "at least one layer")
 
+    def _channels(self, value, where):
+        """``value`` (a channel count about to become an integer) within ``max_channels``."""
+        if not value <= self.limits.max_channels:  # also NaN
+            found = value if isinstance(value, int) or not math.isfinite(value) else round(value, 3)
+            raise _limit_error(where[0], where[1], found, self.limits, "max_channels")
+        return value
+
     def _scale(self, channels, where, scale=True, min_width=None):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
             raise SpecError(where[0], where[1], channels, "a positive integer channel count")
+        self._channels(channels, where)
         if not scale:
             return channels
         width = self.width if min_width is None else max(self.width, min_width)
         if width == 1.0:
             return channels
-        return make_divisible(channels * width, self.divisor, round_limit=self.round_limit)
+        self._channels(channels * width, where)
+        return self._channels(make_divisible(channels * width, self.divisor, round_limit=self.round_limit), where)
+
+    def _kernel(self, kernel, where):
+        if isinstance(kernel, int) and not isinstance(kernel, bool) and kernel > self.limits.max_kernel:
+            raise _limit_error(where[0], where[1], kernel, self.limits, "max_kernel")
+        return kernel
+
+    def _account(self, layer, jpath):
+        """Add a resolved layer (or block) to the network's totals; refuse beyond the limits."""
+        lim, f = self.limits, self.file
+        for sub in _walk(layer):
+            self._layer_count += 1
+            if isinstance(sub, ir.ConvBNAct):
+                self._kernel(sub.kernel, (f, jpath))
+                self._channels(sub.out_channels, (f, jpath))
+            elif isinstance(sub, ir.SqueezeExcite):
+                self._channels(sub.reduced, (f, jpath))
+            elif isinstance(sub, ir.Pool):
+                self._kernel(sub.kernel, (f, jpath))
+            if not sub.children():
+                self._activation_bytes += 4 * math.prod(sub.out_shape)
+        self._param_count += layer.params
+        for name, total in (("max_layers", self._layer_count), ("max_params", self._param_count),
+                            ("max_activation_bytes", self._activation_bytes)):
+            if total > getattr(lim, name):
+                raise _limit_error(f, jpath, total, lim, name)
 
     # -- layers ----------------------------------------------------------------------------
     def resolve(self):
@@ -203,14 +368,19 @@ class _Resolver:
             layers.append(blocks.preprocess("preprocess", shape, pre.get("rescale", 1.0), pre.get("offset", 0.0),
                                             pre.get("mean"), pre.get("std"),
                                             where=(self.file, "$.conventions.preprocessing")))
+            self._account(layers[-1], "$.conventions.preprocessing")
         names = set()
         for i, layer in enumerate(c["layers"]):
             jpath = f"$.layers[{i}]"
             if not isinstance(layer, dict):
                 raise SpecError(self.file, jpath, layer, "an object")
             kind = layer.get("type")
+            if not isinstance(kind, str):
+                raise SpecError(self.file, f"{jpath}.type", "missing" if kind is None else kind,
+                                f"one of {sorted(set(_LAYER_KEYS) | set(_BLOCK_LAYERS))}")
             if kind in _BLOCK_LAYERS:
                 new = self._single_block(layer, shape, jpath, names)
+                self._account(new, jpath)
                 layers.append(new)
                 shape = new.out_shape
                 continue
@@ -223,6 +393,9 @@ class _Resolver:
                 raise SpecError(self.file, f"{jpath}.name", layer["name"], "a name not used by an earlier layer")
             names.add(layer["name"])
             new = getattr(self, f"_layer_{kind}")(layer, shape, jpath)
+            if kind != "stages":  # a stages layer accounts for each block as it resolves it
+                for one in new:
+                    self._account(one, jpath)
             layers.extend(new)
             shape = layers[-1].out_shape
         conventions = (("padding", self.padding), ("conv_bias", self.conv_bias), ("batch_norm", self.bn))
@@ -234,15 +407,19 @@ class _Resolver:
 
     def _layer_conv_bn_act(self, layer, shape, jpath):
         where = (self.file, jpath)
+        if "min_width" in layer and not layer["min_width"] > 0:
+            raise SpecError(self.file, f"{jpath}.min_width", layer["min_width"], "a positive number")
         out = self._scale(layer["out"], (self.file, f"{jpath}.out"), layer.get("scale_width", True),
                           layer.get("min_width"))
         groups = layer.get("groups", 1)
+        self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
         return [blocks.conv_bn_act(layer["name"], shape, out, layer["kernel"], layer.get("stride", 1), groups,
                                    act=layer.get("act"), bn=self.bn if layer.get("bn", True) else None,
                                    bias=layer.get("bias", self.conv_bias), padding=layer.get("padding", self.padding),
                                    where=where)]
 
     def _layer_pool(self, layer, shape, jpath):
+        self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
         return [blocks.pool(layer["name"], shape, layer["op"], layer["kernel"], layer["stride"],
                             layer.get("padding", 0), where=(self.file, jpath))]
 
@@ -293,9 +470,10 @@ class _Resolver:
     # -- stages ----------------------------------------------------------------------------
     def _stage_blocks(self, stage, jpath):
         """Expand a stage into per-block configs (stride on the first block only)."""
-        block = stage["block"]
-        if block not in _STAGE_KEYS:
-            raise SpecError(self.file, f"{jpath}.block", block, f"one of {sorted(_STAGE_KEYS)}")
+        block = stage.get("block")
+        if not isinstance(block, str) or block not in _STAGE_KEYS:
+            raise SpecError(self.file, f"{jpath}.block", "missing" if block is None else block,
+                            f"one of {sorted(_STAGE_KEYS)}")
         keys = {**_STAGE_COMMON, **_STAGE_KEYS[block]}
         _check_keys(stage, keys, self.file, jpath)
         if ("repeats" in stage) == ("blocks" in stage):
@@ -307,8 +485,14 @@ class _Resolver:
             repeats = stage["repeats"]
             if repeats <= 0:
                 raise SpecError(self.file, f"{jpath}.repeats", repeats, "a positive integer")
+            if repeats > self.limits.max_repeats:
+                raise _limit_error(self.file, f"{jpath}.repeats", repeats, self.limits, "max_repeats")
             if stage.get("scale_depth", True):
+                if not repeats * self.depth <= self.limits.max_repeats:
+                    found = f"{repeats} x depth {self.depth:g} = {repeats * self.depth:g}"
+                    raise _limit_error(self.file, f"{jpath}.repeats", found, self.limits, "max_repeats")
                 repeats = round_depth(repeats, self.depth)
+            self._plan(repeats, jpath)
             base = {k: v for k, v in stage.items() if k not in ("repeats", "scale_depth")}
             out = []
             for j in range(repeats):
@@ -317,6 +501,10 @@ class _Resolver:
             return out
         if not stage["blocks"]:
             raise SpecError(self.file, f"{jpath}.blocks", [], "at least one block")
+        if len(stage["blocks"]) > self.limits.max_repeats:
+            raise _limit_error(self.file, f"{jpath}.blocks", f"{len(stage['blocks'])} blocks", self.limits,
+                               "max_repeats")
+        self._plan(len(stage["blocks"]), jpath)
         out = []
         for j, override in enumerate(stage["blocks"]):
             bpath = f"{jpath}.blocks[{j}]"
@@ -331,6 +519,13 @@ class _Resolver:
                 cfg["stride"] = 1
             out.append((cfg, bpath))
         return out
+
+    def _plan(self, n, jpath):
+        """Count the blocks about to be planned: refuse before building more than ``max_layers``."""
+        self._planned_blocks += n
+        if self._layer_count + self._planned_blocks > self.limits.max_layers:
+            raise _limit_error(self.file, jpath, f"more than {self.limits.max_layers:,} blocks", self.limits,
+                               "max_layers")
 
     def _layer_stages(self, layer, shape, jpath):
         if not layer["stages"]:
@@ -348,6 +543,8 @@ class _Resolver:
                 path = f"{layer['name']}.{i}.blocks.{j}"
                 drop_path = self.drop_path_rate * index / total
                 block = getattr(self, f"_block_{cfg['block']}")(path, shape, cfg, bpath, drop_path)
+                self._planned_blocks -= 1
+                self._account(block, bpath)
                 resolved.append(block)
                 shape = block.out_shape
                 index += 1
@@ -360,6 +557,9 @@ class _Resolver:
         if se["of"] not in ("in", "expanded"):
             raise SpecError(where[0], f"{where[1]}.se.of", se["of"], "'in' or 'expanded'")
         base = in_ch if se["of"] == "in" else expanded
+        if not se["ratio"] > 0:
+            raise SpecError(where[0], f"{where[1]}.se.ratio", se["ratio"], "a positive number")
+        self._channels(base * se["ratio"], (where[0], f"{where[1]}.se.ratio"))
         if se["round"] == "floor":
             reduced = max(1, int(base * se["ratio"]))
         elif se["round"] == "make_divisible":
@@ -371,7 +571,8 @@ class _Resolver:
     def _common(self, cfg, bpath):
         where = (self.file, bpath)
         out = self._scale(cfg["out"], (self.file, f"{bpath}.out"))
-        return where, out, cfg.get("kernel", 3), cfg["stride"], cfg.get("act", "relu")
+        kernel = self._kernel(cfg.get("kernel", 3), (self.file, f"{bpath}.kernel"))
+        return where, out, kernel, cfg["stride"], cfg.get("act", "relu")
 
     def _block_inverted_residual(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)
@@ -384,6 +585,7 @@ class _Resolver:
             ratio = cfg["expand_ratio"]
             if ratio <= 0:
                 raise SpecError(self.file, f"{bpath}.expand_ratio", ratio, "a positive number")
+            self._channels(in_ch * ratio, (self.file, f"{bpath}.expand_ratio"))
             expanded = in_ch * ratio if float(ratio).is_integer() else make_divisible(in_ch * ratio, self.divisor)
             expanded = int(expanded)
         reduced, se_act, gate = self._se_reduced(cfg.get("se"), in_ch, expanded, where)
@@ -424,20 +626,60 @@ class _Resolver:
 
 # -- files and registry ---------------------------------------------------------------------
 
-def _read_json(file):
+DICT_FILE = "<dict>"  # the file name errors give for a family passed as a Python dict
+
+
+def _read_json(file, limits=None):
+    """Parse a spec file. JSON's grammar has no NaN or Infinity (Python's parser accepts them), a
+    number too large for a float is not a number, and nesting too deep for the parser is an error
+    of the file: each is a SpecError, not a value or a traceback."""
+    limits = Limits.coerce(limits)
     try:
-        text = Path(file).read_text()
+        text = Path(file).read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(file, "$", f"unreadable file ({err.strerror})", "a readable JSON file") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(file, "$", f"bytes that are not UTF-8 ({err.reason} at byte {err.start})",
+                        "a UTF-8 JSON file") from None
+
+    def constant(token):
+        raise SpecError(file, "$", token, "a finite JSON number (NaN and Infinity are not JSON)")
+
+    def number(token):
+        value = float(token)
+        if not math.isfinite(value):
+            raise SpecError(file, "$", token, "a finite number (at most about 1.8e308)")
+        return value
+
+    def integer(token):
+        try:
+            return int(token)  # checked against 2**53 with its JSON path, after parsing
+        except ValueError:  # more digits than int() converts (4300)
+            raise SpecError(file, "$", token, f"an integer of magnitude at most 2**53 ({MAX_INT})") from None
+
     try:
-        return json.loads(text)
+        data = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
     except json.JSONDecodeError as err:
         raise SpecError(file, f"$ (line {err.lineno}, column {err.colno})", err.msg, "valid JSON") from None
+    except SpecError:
+        raise
+    except RecursionError:
+        raise SpecError(file, "$", "JSON nested too deep to parse",
+                        f"at most {limits.max_nesting} levels of nesting") from None
+    except ValueError as err:
+        raise SpecError(file, "$", str(err), "valid JSON") from None
+    _check_json(data, str(file), limits, numbers=False)
+    return data
 
 
-def read_family(file):
-    """Read and check the outer structure of a family file; returns the parsed dict."""
-    data = _read_json(file)
+def read_family(file, limits=None):
+    """Read and check the outer structure of a family file (or dict); returns the parsed dict."""
+    limits = Limits.coerce(limits)
+    if isinstance(file, dict):
+        data, file = file, DICT_FILE
+        _check_json(data, file, limits, numbers=False)
+    else:
+        data = _read_json(file, limits)
     _check_keys(data, _FAMILY_KEYS, str(file), "$")
     for name, over in data["variants"].items():
         if not isinstance(over, dict):
@@ -464,15 +706,29 @@ _OVERRIDES = {
 }
 
 
-def config_for(name_or_path, variant=None, _depth=0):
+def config_for(name_or_path, variant=None, _depth=0, limits=None):
     """The merged (unresolved) config of a variant, with its family name and file.
 
+    ``name_or_path``: a registered variant name, a family file's path, or a family as a dict.
     A variant with ``"extends": NAME`` starts from registered variant NAME's merged config.
     """
+    if isinstance(name_or_path, dict) or not isinstance(name_or_path, (str, os.PathLike)):
+        if not isinstance(name_or_path, dict):
+            raise SpecError(DICT_FILE, "$", name_or_path, "a variant name, a family file's path or a family dict")
+        data = read_family(name_or_path, limits)
+        file = DICT_FILE
+        names = list(data["variants"])
+        if variant is None:
+            if len(names) != 1:
+                raise SpecError(file, "$.variants", names, "a single variant, or variant=NAME to pick one")
+            variant = names[0]
+        if variant not in data["variants"]:
+            raise SpecError(file, "$.variants", variant, f"one of {names}")
+        return _merge_variant(data, file, variant, _depth, limits)
     path = Path(name_or_path)
     if path.suffix == ".json" or path.is_file():
         file = path
-        data = read_family(file)
+        data = read_family(file, limits)
         names = list(data["variants"])
         if variant is None:
             if len(names) != 1:
@@ -489,8 +745,12 @@ def config_for(name_or_path, variant=None, _depth=0):
             raise SpecError(SPEC_DIR, "$.variants", name_or_path, f"a registered variant name{hint}; "
                             "see `crossframe list`")
         file = reg[name_or_path]
-        data = read_family(file)
+        data = read_family(file, limits)
         variant = name_or_path
+    return _merge_variant(data, file, variant, _depth, limits)
+
+
+def _merge_variant(data, file, variant, _depth, limits):
     over = data["variants"][variant]
     if "extends" in over:
         # A variant built on another registered variant (library conventions over our networks):
@@ -499,20 +759,23 @@ def config_for(name_or_path, variant=None, _depth=0):
         if not isinstance(parent, str) or parent == variant or _depth >= 8:
             raise SpecError(file, f"$.variants.{variant}.extends", parent,
                             "the name of another registered variant (no cycles)")
-        _, family, _, parent_config = config_for(parent, _depth=_depth + 1)
+        _, family, _, parent_config = config_for(parent, _depth=_depth + 1, limits=limits)
         rest = {k: v for k, v in over.items() if k != "extends"}
         return variant, family, file, _deep_merge(_deep_merge(parent_config, data["base"]), rest)
     merged = _deep_merge(data["base"], over)
     return variant, data["family"], file, merged
 
 
-def load(name_or_path, variant=None, **overrides) -> ir.Spec:
-    """Load a variant by name (``'mobilenet_v2_100'``) or a family JSON file, validate and resolve it.
+def load(name_or_path, variant=None, *, limits=None, **overrides) -> ir.Spec:
+    """Load a variant by name (``'mobilenet_v2_100'``), a family JSON file or a family dict; validate
+    and resolve it.
 
     ``overrides``: ``input_size``, ``in_channels``, ``num_classes``, ``padding``, ``width``, ``depth``,
-    ``drop_path_rate``, ``bn_eps``, ``conv_bias``.
+    ``drop_path_rate``, ``bn_eps``, ``conv_bias``. ``limits``: an :class:`archspec.Limits`, or a dict
+    of some of its fields over the defaults and ``CROSSFRAME_MAX_*`` environment variables.
     """
-    name, family, file, config = config_for(name_or_path, variant)
+    limits = Limits.coerce(limits)
+    name, family, file, config = config_for(name_or_path, variant, limits=limits)
     for key, value in overrides.items():
         if key not in _OVERRIDES:
             raise SpecError(file, f"<override {key}>", key, f"one of {sorted(_OVERRIDES)}")
@@ -520,12 +783,31 @@ def load(name_or_path, variant=None, **overrides) -> ir.Spec:
         *parents, last = _OVERRIDES[key]
         for p in parents:
             target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise SpecError(file, f"$.{p}", target, "an object")
         target[last] = value
-    variables = config.get("vars", {})
-    if not isinstance(variables, dict):
-        raise SpecError(file, "$.vars", variables, "an object mapping variable names to values")
-    config = _substitute(config, variables, str(file), "$")
-    return _Resolver(name, family, file, config).resolve()
+    try:
+        variables = config.get("vars", {})
+        if not isinstance(variables, dict):
+            raise SpecError(file, "$.vars", variables, "an object mapping variable names to values")
+        config = _substitute(config, variables, str(file), "$", limits)
+        _check_json(config, str(file), limits)
+        return _Resolver(name, family, file, config, limits).resolve()
+    except SpecError as err:
+        if overrides:
+            _blame_overrides(err, overrides)
+        raise
+
+
+def _blame_overrides(err, overrides):
+    """Say which override set the value an error is about (``crossframe summary --input-size``)."""
+    for key in overrides:
+        target = "$." + ".".join(_OVERRIDES[key])
+        if err.path == target:
+            err._update(path=f"{err.path} (override {key})")
+            return
+    given = ", ".join(f"{k}={_short(v, 40)}" for k, v in overrides.items())
+    err._update(expected=f"{err.expected} (with override {given})")
 
 
 def list_variants():
