@@ -11,6 +11,9 @@ then written in the framework's own format:
   ``tf_impl.build(spec).load_weights(path)``.
 
 The torch side is imported before TensorFlow (and ``triton`` before both), whatever the call order.
+Output files follow ``weight_transfer.outputs.claim``: an existing file is replaced only with
+``overwrite=True`` (``--overwrite``), checked by :func:`check_outputs` before any work (the training
+command calls it before training), and written atomically (no partial file, ever).
 """
 
 from __future__ import annotations
@@ -49,10 +52,26 @@ def _atomic(path, write):
     atomic_write(path, write)
 
 
-def export_torch(spec, weights, path):
+def check_outputs(torch_path=None, keras_path=None, overwrite=False):
+    """Refuse (``ConfigError``) export paths that may not be written: a wrong suffix, an existing file
+    without ``overwrite``, a directory, a symbolic link. Cheap: call it before training."""
+    from weight_transfer.outputs import claim
+
+    if torch_path:
+        if not str(torch_path).endswith((".pt", ".pth")):
+            raise ConfigError(f"--export-torch {torch_path}: expected a .pt or .pth file name")
+        claim(torch_path, overwrite=overwrite, what="--export-torch")
+    if keras_path:
+        if not str(keras_path).endswith(".weights.h5"):
+            raise ConfigError(f"--export-keras {keras_path}: expected a file name ending in .weights.h5 (Keras 3)")
+        claim(keras_path, overwrite=overwrite, what="--export-keras")
+    if torch_path and keras_path and os.path.abspath(torch_path) == os.path.abspath(keras_path):
+        raise ConfigError(f"--export-torch and --export-keras: the same path {torch_path}")
+
+
+def export_torch(spec, weights, path, overwrite=False):
     """Write a PyTorch ``state_dict`` file of ``torch_impl.build(spec)`` holding ``weights``."""
-    if not str(path).endswith((".pt", ".pth")):
-        raise ConfigError(f"--export-torch {path}: expected a .pt or .pth file name")
+    check_outputs(torch_path=path, overwrite=overwrite)
     torch = frameworks.import_torch()
     import torch_impl
     from weight_transfer import to_torch
@@ -62,10 +81,9 @@ def export_torch(spec, weights, path):
     return path
 
 
-def export_keras(spec, weights, path):
+def export_keras(spec, weights, path, overwrite=False):
     """Write Keras weights (``.weights.h5``) of ``tf_impl.build(spec)`` holding ``weights``."""
-    if not str(path).endswith(".weights.h5"):
-        raise ConfigError(f"--export-keras {path}: expected a file name ending in .weights.h5 (Keras 3)")
+    check_outputs(keras_path=path, overwrite=overwrite)
     frameworks.import_torch()  # the torch side (triton) before TensorFlow, always
     frameworks.import_tf()
     import tf_impl
@@ -84,14 +102,18 @@ def export_keras(spec, weights, path):
     return path
 
 
-def export(directory, torch_path=None, keras_path=None, step=None):
-    """Export checkpoint ``directory`` to the given files; returns ``{framework: path}``."""
+def export(directory, torch_path=None, keras_path=None, step=None, overwrite=False):
+    """Export checkpoint ``directory`` to the given files; returns ``{framework: path}``.
+
+    An existing output file is replaced only with ``overwrite``; both paths are checked first.
+    """
+    check_outputs(torch_path, keras_path, overwrite)
     if torch_path or keras_path:
         frameworks.import_torch()  # before anything imports TensorFlow
     spec, weights = canonical_weights(directory, step)
     out = {}
     if torch_path:
-        out["torch"] = export_torch(spec, weights, torch_path)
+        out["torch"] = export_torch(spec, weights, torch_path, overwrite)
     if keras_path:
-        out["keras"] = export_keras(spec, weights, keras_path)
+        out["keras"] = export_keras(spec, weights, keras_path, overwrite)
     return out

@@ -17,9 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest.importorskip("jax")
-pytest.importorskip("optax")
-pytest.importorskip("orbax.checkpoint")
+import jax  # noqa: E402,F401  (required, never skipped)
+import optax  # noqa: E402,F401
+import orbax.checkpoint  # noqa: E402,F401
 
 
 def _python(code, devices=None, timeout=900):
@@ -303,3 +303,166 @@ def test_sgd_with_schedule_and_weight_decay_torch_equals_optax_not_keras():
     cmp = train_parity.compare(res)
     assert cmp["torch"]["loss"] <= 1e-5 and cmp["torch"]["weights"] <= 1e-4, cmp
     assert cmp["tf"]["weights"] > 1e-2, cmp  # m = mu*m - lr_t*g keeps yesterday's rates in the buffer
+
+
+# ------------------------------------------------------------------ config, outputs, start over, signals
+
+TINY = ["dsconv_cnn", "--data", "synthetic", "--data-size", "80", "--init", "he", "--batch-size", "16",
+        "--log-every", "1", "--no-progress"]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                CROSSFRAME_PROGRESS="0", JAX_PLATFORMS="cpu")
+
+
+def _cli_config(argv):
+    """The TrainConfig that ``crossframe train argv`` builds."""
+    import argparse
+
+    from crossframe.commands import train as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.config_from_args(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("bad", [dict(lr=float("nan")), dict(lr=-0.1), dict(batch_size=0), dict(epochs=0),
+                                 dict(steps=0), dict(label_smoothing=1.0), dict(optimizer="lamb")])
+def test_bad_config_values_are_one_config_error(bad):
+    from archspec.errors import ConfigError
+    from jax_impl.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=f"{next(iter(bad))}="):
+        TrainConfig(**bad)
+
+
+def test_cli_lr_nan_is_one_config_error(tmp_path, capsys):
+    from crossframe.cli import main
+
+    assert main(["train", *TINY, "--steps", "2", "--lr", "nan", "--workdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "lr=nan" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_existing_export_and_foreign_workdir_before_training(tmp_path, capsys):
+    """An existing export file (no --overwrite), a foreign workdir: exit 2, one line, nothing written."""
+    from crossframe.cli import main
+
+    work = tmp_path / "run"
+    existing = tmp_path / "net.pt"
+    existing.write_bytes(b"keep me")
+    assert main(["train", *TINY, "--steps", "2", "--workdir", str(work), "--export-torch", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert existing.read_bytes() == b"keep me" and not work.exists()  # refused before training
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["train", *TINY, "--steps", "2", "--workdir", str(foreign)]) == 2
+    assert "non-empty directory" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_no_resume_moves_the_previous_run_aside(tmp_path):
+    """`--no-resume` on a workdir with checkpoints: the old run is renamed aside, the new one saves its own."""
+    from jax_impl.train import TrainConfig, checkpoint, metrics, train
+
+    cfg = TrainConfig(arch="dsconv_cnn", data="synthetic", data_size=80, init="he", steps=2, batch_size=16,
+                      save_every=2, eval_every=2, log_every=1)
+    train(cfg, tmp_path, progress=False)
+    again = TrainConfig(**{**cfg.to_dict(), "lr": 3e-3})
+    new = train(again, tmp_path, resume=False, progress=False)
+    aside = sorted(p.name for p in tmp_path.iterdir() if ".old-" in p.name)
+    assert [n.split(".old-")[0] for n in aside] == ["checkpoints", "metrics", "metrics"], aside
+    assert set(new.paths["moved"]) == {str(tmp_path / n) for n in ("checkpoints", "metrics.jsonl", "metrics.png")}
+    saved, step = checkpoint.restore_variables(tmp_path / "checkpoints")
+    assert step == 2
+    for a, b in zip(jax_leaves(saved), jax_leaves(new.variables)):
+        assert np.array_equal(a, b)  # the checkpoint is the new run's, not the old one's
+    log = metrics.read_log(tmp_path / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in log] == [(1, "train"), (2, "train"), (2, "test")]
+    assert log[0]["loss"] == new.records[0]["loss"]
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(tree))]
+
+
+def test_a_save_that_does_not_happen_is_an_error(tmp_path):
+    from archspec.errors import ConfigError
+    from jax_impl.train import checkpoint
+
+    class State:  # what checkpoint.save needs of a TrainState
+        step = 3
+
+        def to_dict(self):
+            return {"step": np.int32(3), "params": {"w": np.ones(2, np.float32)}}
+
+    mgr = checkpoint.manager(tmp_path / "ckpt")
+    assert checkpoint.save(mgr, State(), {"arch": "x"}, force=True)
+    with pytest.raises(ConfigError, match="step 3"):
+        checkpoint.save(mgr, State(), {"arch": "x"}, force=True)
+    mgr.close()
+
+
+SIGNAL_RUN = ["--steps", "12", "--save-every", "4", "--eval-every", "12"]
+
+
+def _interrupt(workdir, signum, after_step=5):
+    """Run the CLI, send ``signum`` once step ``after_step`` (past the save at 4) is logged; (rc, stderr)."""
+    import signal
+    import time
+
+    env = dict(_env(), CROSSFRAME_TEST_SLEEP_PER_STEP="0.4")
+    # `python -m crossframe train ...`, with Ctrl-C's default handler even where this process ignores SIGINT
+    # (a background job), without a preexec_fn (fork() of a JAX process)
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv[0] = 'crossframe'; runpy.run_module('crossframe', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", start, "train", *TINY, *SIGNAL_RUN, "--workdir", str(workdir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, deadline = workdir / "metrics.jsonl", time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if any(json.loads(line)["step"] >= after_step for line in lines if line.strip()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it was signalled: " + proc.communicate()[1][-2000:]
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signame,status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_saves_a_checkpoint_and_resumes_bit_for_bit(tmp_path, signame, status):
+    """SIGTERM / Ctrl-C: the step in flight finishes, a checkpoint is saved at it, exit 128+signum.
+
+    SIGTERM case: resumed to the end, the run equals an uninterrupted one bit for bit (losses, weights).
+    """
+    import signal
+
+    from jax_impl.train import metrics, train
+
+    rc, err = _interrupt(tmp_path / "cut", getattr(signal, signame))
+    assert rc == status, err[-3000:]
+    assert f"interrupted ({signame})" in err
+    log = metrics.read_log(tmp_path / "cut" / "metrics.jsonl")
+    last = max(r["step"] for r in log)
+    steps = sorted(int(p.name) for p in (tmp_path / "cut" / "checkpoints").iterdir() if p.name.isdigit())
+    assert 5 <= last < 12 and steps[-1] == last, (steps, last, err[-2000:])  # saved at the step it stopped
+    if signame != "SIGTERM":
+        return
+    config = _cli_config([*TINY, *SIGNAL_RUN])
+    resumed = train(config, tmp_path / "cut", progress=False)
+    whole = train(config, tmp_path / "whole", progress=False)
+    assert resumed.start_step == last
+    train_losses = lambda r: [(x["step"], x["loss"]) for x in r.records if x["split"] == "train"]  # noqa: E731
+    assert train_losses(resumed) == train_losses(whole)
+    for a, b in zip(jax_leaves(resumed.variables), jax_leaves(whole.variables)):
+        assert np.array_equal(a, b)

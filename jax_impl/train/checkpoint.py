@@ -30,13 +30,23 @@ def manager(directory, save_every=None, max_to_keep=3):
 
 
 def save(mgr, state, meta, force=False):
-    """Save at ``state.step`` if the interval says so (or ``force``); True when it saved."""
+    """Save at ``state.step`` (when the interval says so, or ``force``); True when it saved.
+
+    A save asked for with ``force`` that Orbax skips is an error, never a silent no-op: the step
+    already exists when another run wrote to the same directory (a run started over on it without
+    moving the old checkpoints aside), and resuming or exporting would then read that other run.
+    """
     step = int(jax.device_get(state.step))
     if step in mgr.all_steps():
-        return False
+        if not force:
+            return False
+        raise ConfigError(f"{mgr.directory}: already holds a checkpoint at step {step} that this run did not "
+                          "write (another run on the same directory?); nothing saved")
     saved = mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.to_dict()),
                                                    meta=ocp.args.JsonSave(meta)), force=force)
     mgr.wait_until_finished()
+    if force and not saved:
+        raise ConfigError(f"{mgr.directory}: Orbax did not save step {step}; nothing saved")
     return bool(saved)
 
 

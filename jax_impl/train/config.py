@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional
+
 from archspec.errors import ConfigError
+
+CHOICES = {"data": ("digits", "synthetic"), "init": ("network", "he"), "optimizer": ("sgd", "adamw"),
+           "decay": ("kernels", "all"), "schedule": ("cosine", "constant"), "dtype": ("float32", "bfloat16"),
+           "precision": ("default", "highest")}
 
 
 @dataclass
@@ -39,6 +45,46 @@ class TrainConfig:
     log_every: int = 10                            # steps between metric fetches / log writes
     save_every: Optional[int] = None               # steps between checkpoints; default once per epoch
     max_to_keep: int = 3
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raise one :class:`ConfigError` naming every bad value (``--lr nan``, ``--batch-size 0``...)."""
+        problems = []
+
+        def number(name, low, *, above=False, below=None, integer=False, optional=False):
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+                problems.append(f"{name}={v!r}: expected {'an integer' if integer else 'a number'}")
+            elif not math.isfinite(v) or v < low or (above and v == low) or (below is not None and v >= below):
+                kind = "an integer" if integer else "a finite number"
+                bound = f"> {low}" if above else f">= {low}"
+                if below is not None:
+                    bound += f" and < {below}"
+                problems.append(f"{name}={v!r}: expected {kind} {bound}")
+
+        for name in ("epochs", "batch_size", "accum_steps", "data_size", "log_every", "max_to_keep"):
+            number(name, 1, integer=True)
+        for name in ("steps", "eval_every", "save_every"):
+            number(name, 1, integer=True, optional=True)
+        number("seed", 0, integer=True)
+        number("warmup_steps", 0, integer=True)
+        for name in ("lr", "weight_decay", "final_lr_fraction"):
+            number(name, 0)
+        number("momentum", 0, below=1)
+        number("label_smoothing", 0, below=1)
+        number("test_fraction", 0, above=True, below=1)
+        number("grad_clip", 0, above=True, optional=True)
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if not isinstance(self.overrides, dict):
+            problems.append(f"overrides={self.overrides!r}: expected a dict")
+        if problems:
+            raise ConfigError("training config: " + "; ".join(problems))
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -6,13 +6,21 @@
 ``workdir`` receives ``checkpoints/`` (Orbax), ``metrics.jsonl`` and ``metrics.png``. A run started
 on a workdir that already holds checkpoints resumes from the latest one: same data order
 (permutation of epoch e drawn from (seed, e)), same dropout keys (fold_in(key, step)), so the
-loss curve continues exactly where an uninterrupted run would be.
+loss curve continues exactly where an uninterrupted run would be. A run that starts over
+(``resume=False``) moves the previous run's checkpoints and log aside (``workdir.move_aside``).
+
+SIGINT (Ctrl-C) and SIGTERM stop the loop between steps: the step in flight finishes, a checkpoint
+is saved at it, and :class:`archspec.errors.Interrupted` is raised (the command line exits 130 / 143);
+the same call resumes from there, bit for bit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -26,11 +34,16 @@ from . import data as data_lib
 from . import mesh as mesh_lib
 from . import metrics as metrics_lib
 from . import optim
+from . import workdir as workdir_lib
 from .config import TrainConfig
 from .init import initial_variables
 from .state import TrainState
 from .step import make_eval_step, make_train_step
-from archspec.errors import ConfigError
+from archspec.errors import ConfigError, Interrupted
+
+# Test-only: seconds to sleep after each step, so that a test can signal a run between two steps
+# (tests/test_train.py::test_signal_saves_a_checkpoint_and_resumes_bit_for_bit). Unset: no pause.
+SLEEP_ENV = "CROSSFRAME_TEST_SLEEP_PER_STEP"
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -72,6 +85,11 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     ``devices``: the devices of the data axis (default all). ``init_variables``: start from these
     ``{'params', 'batch_stats'}`` instead of a fresh ``jax_impl.init`` (e.g. weights moved through
     ``weight_transfer``). ``dataset``: a :class:`data.Dataset` instead of ``config.data``.
+    ``resume=False`` starts over: an existing run's checkpoints and log are moved aside (renamed
+    ``checkpoints.old-<stamp>`` ..., listed in ``result.paths['moved']``), never mixed with the new run.
+
+    SIGINT / SIGTERM (main thread): the current step finishes, a checkpoint is saved at it, then
+    :class:`archspec.errors.Interrupted` is raised.
     """
     import jax_impl
 
@@ -80,6 +98,10 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
         log_path = log_path or os.path.join(workdir, "metrics.jsonl")
         plot_path = plot_path or os.path.join(workdir, "metrics.png")
     is_main = jax.process_index() == 0
+    config.validate()
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigError(f"max_steps={max_steps!r}: expected an integer >= 1")
+    workdir_lib.check(workdir, checkpoint_dir)
 
     spec = build_spec(config)
     module = jax_impl.build(spec)
@@ -114,17 +136,17 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     meta = {"arch": config.arch, "overrides": config.resolved_overrides(), "deterministic": config.deterministic,
             "spec_name": spec.name, "spec_hash": spec.spec_hash, "config": config.to_dict(),
             "total_steps": total_steps}
+    moved = _start_over(checkpoint_dir, log_path, plot_path, resume, is_main) if checkpoint_dir or log_path else {}
     mgr = ckpt.manager(checkpoint_dir, save_every, config.max_to_keep) if checkpoint_dir else None
     start_step = 0
+    saved_step = None  # the step of the newest checkpoint of this run (a second save of it would be refused)
     if mgr is not None and resume and mgr.latest_step() is not None:
         state, saved_meta = ckpt.restore(mgr, state)
-        start_step = int(jax.device_get(state.step))
+        start_step = saved_step = int(jax.device_get(state.step))
         if saved_meta.get("config") != meta["config"]:
             raise ConfigError(f"{checkpoint_dir}: holds a run with a different config; use another directory "
                              f"or --no-resume.\n saved: {saved_meta.get('config')}\n now:   {meta['config']}")
     records = metrics_lib.truncate_log(log_path, start_step) if start_step else []
-    if not start_step and log_path and is_main and os.path.exists(log_path):
-        os.remove(log_path)
     log = metrics_lib.Log(log_path, enabled=is_main)
 
     stop_at = total_steps if max_steps is None else min(max_steps, total_steps)
@@ -132,6 +154,13 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                  else contextlib.nullcontext())
     bar = _progress(total_steps, start_step, spec.name, enabled=progress and is_main)
     pending, final_eval, last_time = [], None, time.time()
+    pause = float(os.environ.get(SLEEP_ENV) or 0)
+
+    def save():
+        nonlocal saved_step
+        if mgr is not None and step != saved_step:
+            ckpt.save(mgr, state, meta, force=True)
+            saved_step = step
 
     def flush():
         nonlocal pending, last_time
@@ -152,9 +181,10 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
         bar.update(len(out))
         bar.set_postfix(loss=f"{out[-1]['loss']:.4f}", acc=f"{out[-1]['accuracy']:.3f}")
 
-    with precision:
+    stop = StopOnSignal()
+    with precision, stop:
         step = start_step
-        while step < stop_at:
+        while step < stop_at and not stop.signum:
             x, y = mesh_lib.global_batch(mesh, *batches.local(step))
             state, m = train_step(state, x, y, dropout_key)
             step += 1
@@ -168,20 +198,100 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                 records.append(rec)
                 log.write([rec])
                 bar.write(f"step {step}: test loss {final_eval['loss']:.4f}  accuracy {final_eval['accuracy']:.4f}")
-            if mgr is not None and (step % save_every == 0 or step == total_steps):
-                ckpt.save(mgr, state, meta, force=True)
+            if step % save_every == 0 or step == total_steps:
+                save()
+            if pause:
+                time.sleep(pause)
         flush()
-        if mgr is not None and step < total_steps and save_on_stop:
-            ckpt.save(mgr, state, meta, force=True)
+        if stop.signum or (step < total_steps and save_on_stop):
+            save()  # further signals are only recorded until the handlers are restored: the save completes
     bar.close()
     if mgr is not None:
         mgr.close()
     paths = {"checkpoints": checkpoint_dir, "log": log_path}
+    if moved:
+        paths["moved"] = moved
     if plot_path and is_main and records:
         metrics_lib.plot(records, plot_path, title=f"{spec.name} on {dataset.name}")
         paths["plot"] = plot_path
+    if stop.signum:
+        if is_main:
+            where = f"checkpoint at step {step} in {checkpoint_dir}; rerun to resume" if mgr is not None else \
+                "no checkpoint directory: nothing saved"
+            print(f"{signal.Signals(stop.signum).name} after step {step}: {where}", file=sys.stderr)
+        raise Interrupted(stop.signum)
     return TrainResult(config, spec, module, state, records, final_eval, start_step,
                        stopped_early=step < total_steps, paths=paths)
+
+
+def _start_over(checkpoint_dir, log_path, plot_path, resume, is_main):
+    """Move a previous run's files aside when this run starts at step 0; ``{old path: new path}``.
+
+    Starting over happens with ``resume=False`` on a directory holding checkpoints, and with a log
+    left by a run that never saved. The old files are renamed beside the new ones and the paths are
+    printed: nothing is deleted, and the new run's log and checkpoints hold the new run only.
+    """
+    old_ckpts = False
+    if checkpoint_dir is not None:
+        if workdir_lib.is_remote(checkpoint_dir):
+            probe = ckpt.manager(checkpoint_dir)
+            try:
+                old_ckpts = probe.latest_step() is not None
+            finally:
+                probe.close()
+            if old_ckpts and not resume:
+                raise ConfigError(f"--no-resume: {checkpoint_dir} holds checkpoints and a remote directory is "
+                                  "not moved aside; give a new --checkpoint-dir")
+        else:
+            old_ckpts = workdir_lib.holds_checkpoints(checkpoint_dir)
+        if old_ckpts and resume:
+            return {}  # resumed: the log is cut back to the restored step
+    paths = [checkpoint_dir] if old_ckpts else []
+    if is_main:
+        paths += [p for p in (log_path, plot_path) if p]
+    if not any(p is not None and os.path.lexists(p) for p in paths):
+        return {}
+    if old_ckpts and jax.process_count() > 1:
+        raise ConfigError(f"--no-resume: {checkpoint_dir} holds checkpoints; with several processes they are not "
+                          "moved aside, give a new --checkpoint-dir")
+    moved = workdir_lib.move_aside(paths)
+    if moved and is_main:
+        print("starting over; the previous run's files were moved aside: "
+              + ", ".join(f"{a} -> {b}" for a, b in moved.items()), file=sys.stderr)
+    return moved
+
+
+class StopOnSignal:
+    """While active (main thread only), SIGINT and SIGTERM set ``signum`` instead of interrupting.
+
+    The loop checks ``signum`` between steps, so a jitted step and a checkpoint save are never cut
+    in half; the first signal counts, later ones (during the save) are ignored. A signal that was
+    ignored before (``nohup``) stays ignored. The previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _record(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
+                self._previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous = {}
+        return False
 
 
 def evaluate(eval_step, state, mesh, dataset, global_batch):
