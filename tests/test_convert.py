@@ -465,3 +465,86 @@ def test_keras_applications_to_torch_and_back_is_bit_for_bit(tmp_path):
     assert report["verify_rel"] <= 1e-4
     assert_same(read_canonical(tmp_path / "back.weights.h5", "keras-applications", spec), first)
     assert formats.get("keras-applications").read_metadata(tmp_path / "back.weights.h5")["source_format"] == "torch"
+
+
+# -- every file written for a library loads with the library's own plain API -------------------------
+
+def _smallest_of_each_family(library):
+    """``{family: arch}``: the member with the fewest parameters of each family a library's variants span
+    (timm's tf_* ports pad as TensorFlow does: a family of their own)."""
+    out = {}
+    for arch in (a for a in archspec.list_variants() if a.startswith(f"{library}/") and "_imagenet" not in a):
+        s = archspec.load(arch)
+        family = ("tf_" if arch.split("/", 1)[1].startswith("tf_") else "") + s.family
+        size = sum(int(np.prod(t.shape)) for t in s.tensors())
+        if family not in out or size < out[family][1]:
+            out[family] = (arch, size)
+    return {f: a for f, (a, _) in sorted(out.items())}
+
+
+LIBRARY_FAMILIES = [(lib, arch) for lib in ("torchvision", "timm", "keras")
+                    for arch in _smallest_of_each_family(lib).values()]
+
+
+def _our_logits(spec, weights, x_nhwc):
+    model = weight_transfer.to_torch(torch_impl.build(spec).eval(), weights)
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))).double().numpy()
+
+
+@pytest.mark.parametrize("library,arch", LIBRARY_FAMILIES, ids=[a for _, a in LIBRARY_FAMILIES])
+def test_a_file_written_for_a_library_loads_with_its_plain_api(library, arch, tmp_path):
+    size = 64
+    spec = archspec.load(arch, input_size=size)
+    weights = weight_transfer.random_weights(spec, seed=3)
+    x = np.random.default_rng(0).standard_normal((1, size, size, 3)).astype(np.float32)
+    ref = _our_logits(spec, weights, x)
+    name = arch.split("/", 1)[1]
+    if library in ("torchvision", "timm"):
+        path = tmp_path / f"{name.replace('/', '_')}.pth"
+        write_canonical(weights, path, library, spec)
+        if library == "torchvision":
+            import torchvision
+
+            model = torchvision.models.get_model(name, weights=None)
+        else:
+            import timm
+
+            model = timm.create_model(name, pretrained=False)
+        model.load_state_dict(torch.load(path, weights_only=True), strict=True)
+        with torch.no_grad():
+            out = model.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).double().numpy()
+    else:
+        from tf_impl._tf import keras
+
+        path = tmp_path / f"{name}.weights.h5"
+        write_canonical(weights, path, "keras-applications", spec)
+        _, function, kwargs = importers.get("keras-applications")._arch(arch)
+        model = getattr(keras.applications, function)(weights=None, classifier_activation=None,
+                                                      input_shape=(size, size, 3), **kwargs)
+        model.load_weights(str(path))
+        out = np.asarray(model(x, training=False), np.float64)
+    assert rel(ref, out) < 1e-4
+
+
+def test_mnasnet_for_torchvision_as_safetensors_is_refused_before_any_work(tmp_path):
+    spec = archspec.load("torchvision/mnasnet0_5", input_size=SIZE)
+    with pytest.raises(WeightError, match="module versions"):
+        write_canonical(weight_transfer.random_weights(spec), tmp_path / "m.safetensors", "torchvision", spec)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- NaN/Inf at every entry point --------------------------------------------------------------------
+
+def test_write_and_read_canonical_refuse_nonfinite_unless_allowed(spec, weights, tmp_path):
+    bad = dict(weights)
+    last = list(bad)[-1]
+    bad[last] = bad[last].copy()
+    bad[last].flat[0] = np.nan
+    with pytest.raises(WeightError, match=f"{last}.*allow_nonfinite=True"):
+        write_canonical(bad, tmp_path / "w.pt", "torch", spec)
+    assert list(tmp_path.iterdir()) == []
+    write_canonical(bad, tmp_path / "w.pt", "torch", spec, allow_nonfinite=True)
+    with pytest.raises(WeightError, match=f"{last}.*allow_nonfinite=True"):
+        read_canonical(tmp_path / "w.pt", "torch", spec)
+    assert np.isnan(read_canonical(tmp_path / "w.pt", "torch", spec, allow_nonfinite=True)[last]).sum() == 1

@@ -14,6 +14,7 @@ import tf_impl  # noqa: E402
 import torch_impl  # noqa: E402
 import jax_impl  # noqa: E402
 import jax  # noqa: E402
+import torch  # noqa: E402
 
 from parity_cases import ALL, variants  # noqa: E402
 
@@ -137,3 +138,91 @@ def test_truncated_file_is_refused(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightError, match="not a readable safetensors file"):
         weight_transfer.load(path, spec=spec)
+
+
+# -- a refused load leaves the model bit-identical; NaN/Inf only with allow_nonfinite ---------------
+
+def _planted(spec, kind):
+    """Good weights with one bad value in the LAST tensor: a non-floating dtype, or a NaN."""
+    w = weight_transfer.random_weights(spec, seed=4)
+    last = list(w)[-1]
+    if kind == "object":
+        w[last] = np.full(w[last].shape, None, dtype=object)
+    elif kind == "int":
+        w[last] = np.ones(w[last].shape, np.int64)
+    else:
+        w[last] = w[last].copy()
+        w[last].flat[-1] = {"nan": np.nan, "inf": np.inf}[kind]
+    return w, last
+
+
+def _bits(arrays):
+    return {k: np.asarray(v).tobytes() for k, v in arrays.items()}
+
+
+@pytest.mark.parametrize("kind", ["object", "int", "nan", "inf"])
+@pytest.mark.parametrize("framework", ["torch", "tf", "jax"])
+def test_a_bad_last_tensor_is_refused_before_anything_is_touched(framework, kind):
+    spec = small("mobilenet_v2_035")
+    good = weight_transfer.random_weights(spec, seed=2)
+    bad, last = _planted(spec, kind)
+    if framework == "torch":
+        model = weight_transfer.to_torch(torch_impl.build(spec), good)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(WeightError, match=last.replace(".", r"\.")):
+            weight_transfer.to_torch(model, bad)
+        after = model.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items())
+    elif framework == "tf":
+        model = weight_transfer.to_keras(tf_impl.build(spec), good)
+        before = [np.array(v.numpy()) for v in model.weights]
+        with pytest.raises(WeightError, match=last.replace(".", r"\.")):
+            weight_transfer.to_keras(model, bad)
+        assert _bits(dict(enumerate(before))) == _bits({i: v.numpy() for i, v in enumerate(model.weights)})
+    else:
+        module = jax_impl.build(spec)
+        variables = weight_transfer.to_flax(module, good)
+        before = _bits(weight_transfer.from_flax(variables))
+        with pytest.raises(WeightError, match=last.replace(".", r"\.")):
+            weight_transfer.to_flax(module, bad)
+        assert _bits(weight_transfer.from_flax(variables)) == before
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf", "jax"])
+def test_adapters_take_nonfinite_weights_only_when_allowed(framework):
+    spec = small("mnasnet_050")
+    bad, last = _planted(spec, "nan")
+    if framework == "torch":
+        load, model = weight_transfer.to_torch, torch_impl.build(spec)
+        read = weight_transfer.from_torch
+    elif framework == "tf":
+        load, model = weight_transfer.to_keras, tf_impl.build(spec)
+        read = weight_transfer.from_keras
+    else:
+        load, model = weight_transfer.to_flax, jax_impl.build(spec)
+        read = weight_transfer.from_flax
+    with pytest.raises(WeightError, match="allow_nonfinite=True"):
+        load(model, bad)
+    out = load(model, bad, allow_nonfinite=True)
+    assert np.isnan(read(out)[last]).sum() == 1
+
+
+def test_save_and_load_refuse_nonfinite_unless_allowed(tmp_path):
+    spec = small("mnasnet_050")
+    bad, last = _planted(spec, "inf")
+    path = tmp_path / "w.safetensors"
+    with pytest.raises(WeightError, match=f"{last}.*1 Inf"):
+        weight_transfer.save(bad, path, spec=spec)
+    assert list(tmp_path.iterdir()) == []
+    weight_transfer.save(bad, path, spec=spec, allow_nonfinite=True)
+    with pytest.raises(WeightError, match="allow_nonfinite=True"):
+        weight_transfer.load(path, spec=spec)
+    assert np.isinf(weight_transfer.load(path, spec=spec, allow_nonfinite=True)[last]).sum() == 1
+
+
+def test_save_refuses_non_floating_weights(tmp_path):
+    spec = small("mnasnet_050")
+    bad, last = _planted(spec, "int")
+    with pytest.raises(WeightError, match="expected a floating dtype"):
+        weight_transfer.save(bad, tmp_path / "w.safetensors", spec=spec)
+    assert list(tmp_path.iterdir()) == []

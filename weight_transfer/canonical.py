@@ -21,6 +21,36 @@ def check(spec, weights, where="weights"):
         raise WeightError(where, missing, unexpected, mismatched)
 
 
+def _host(value):
+    """A numpy view of ``value`` for the checks (torch tensors included, bfloat16 ones as float32)."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def check_values(weights, where="weights", allow_nonfinite=False):
+    """Refuse non-floating dtypes and, unless ``allow_nonfinite``, NaN/Inf: one error naming every tensor.
+
+    The one value check of every entry point (``save``, ``load``, ``to_*``, ``read_canonical``,
+    ``write_canonical``, ``convert``), run before anything is written or assigned.
+    """
+    from .formats import _common as common
+
+    arrays = {k: _host(v) for k, v in weights.items()}
+    common.check_floating(where, arrays)
+    if not allow_nonfinite:
+        common.refuse_nonfinite(where, arrays)
+
+
+def validate(spec, weights, where="weights", allow_nonfinite=False):
+    """:func:`check` (names, shapes), then :func:`check_values` (dtypes, finiteness)."""
+    check(spec, weights, where=where)
+    check_values(weights, where=where, allow_nonfinite=allow_nonfinite)
+
+
 def random_weights(spec, seed=0, dtype=np.float32):
     """Canonical weights drawn at random with He-style scales and plausible BN statistics."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,8 @@ Formats (``weight_transfer.formats``): ``torch``, ``keras``, ``flax``, ``canonic
 
 Guarantees: nothing unpickles code; names and shapes are checked strictly (one error lists every
 problem); dtypes are kept unless ``dtype`` casts them; NaN/Inf are refused unless allowed; the
-destination is staged next to itself and renamed into place, so a failed conversion leaves no file;
+destination is staged next to itself and renamed into place, so a failed conversion leaves no file,
+and an existing one is replaced only with ``overwrite`` (a directory only if it is a checkpoint);
 every file written carries provenance metadata (see ``docs/CONVERT.md`` for where).
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
+from . import formats, outputs
 from .canonical import check
 from .formats import _common as common
 from .formats._errors import FormatError
@@ -59,25 +60,24 @@ def _dtypes(weights):
     return sorted({common.dtype_name(np.asarray(v)) for v in weights.values()})
 
 
-def _refuse_nonfinite(where, weights, what="non-finite values"):
-    bad = common.nonfinite(weights)
-    if bad:
-        raise FormatError(where, f"{what} in {len(bad)} tensor(s): {common.describe_nonfinite(bad)} "
-                                 "(pass --allow-nonfinite / allow_nonfinite=True to convert anyway)")
-    return bad
+_refuse_nonfinite = common.refuse_nonfinite
 
 
-def read_canonical(path, fmt, spec):
+def read_canonical(path, fmt, spec, allow_nonfinite=False):
     """Canonical weights (``{name: numpy array}``, spec order, dtypes as stored) from a file of format ``fmt``.
 
     Strict: one error lists every missing, unexpected and mis-shaped entry; a file that would run
-    code, is truncated or is not of the format is refused with a :class:`FormatError`.
+    code, is truncated or is not of the format is refused with a :class:`FormatError`, and so are
+    NaN/Inf values unless ``allow_nonfinite``.
     """
     spec = _spec(spec)
     path = Path(path)
-    if not path.exists():
-        raise FormatError(str(path), "no such file or directory")
-    return _read(formats.get(fmt), path, spec)
+    common.check_readable(path, "any")
+    weights = _read(formats.get(fmt), path, spec)
+    common.check_floating(str(path), weights)
+    if not allow_nonfinite:
+        _refuse_nonfinite(str(path), weights)
+    return weights
 
 
 def _read(module, path, spec):
@@ -88,15 +88,16 @@ def _read(module, path, spec):
     return weights
 
 
-def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=False):
+def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=False, overwrite=False):
     """Write canonical ``weights`` to ``path`` in format ``fmt``, atomically, with provenance metadata.
 
     ``metadata`` (``{str: value}``) is added to the spec name and hash and crossframe's version.
+    An existing destination is replaced only with ``overwrite`` (see :func:`claim_destination`).
     Returns the paths written (the file, and its sidecar ``.json`` where the format has no room).
     """
     spec = _spec(spec)
     module = formats.get(fmt)
-    _check_destination(module, path)
+    claim_destination(module, path, spec, overwrite)
     check(spec, weights, where=f"weights for {path}")
     common.check_floating(str(path), weights)
     if not allow_nonfinite:
@@ -107,16 +108,29 @@ def write_canonical(weights, path, fmt, spec, metadata=None, allow_nonfinite=Fal
         return staged.commit()
 
 
-def _check_destination(module, path):
-    """Refuse, before any work, a destination the rename would fail on (a file over a directory...)."""
+def claim_destination(module, path, spec=None, overwrite=False):
+    """Refuse, before any work, a destination that may not or cannot be written (``outputs.claim``).
+
+    A file (and its metadata sidecar) is replaced only with ``overwrite``; a directory (an Orbax
+    checkpoint) only with ``overwrite`` and when it is a checkpoint (``module.owns_directory``): a
+    non-empty directory of anything else is never touched. A name the framework would not load, or
+    a file where a directory goes (and the reverse), is refused too.
+    """
     path = Path(path)
     module.check_suffix(path)
+    if spec is not None and hasattr(module, "check_writable"):
+        module.check_writable(path, spec)
     directory = getattr(module, "writes_directory", lambda p: False)(path)
     if directory and path.exists() and not path.is_dir():
         raise FormatError(str(path), f"exists and is a file; the {module.NAME} format writes a directory here "
                                      "(name the file *.msgpack for flax's msgpack)")
-    if not directory and path.is_dir():
+    if not directory and path.is_dir() and not path.is_symlink():
         raise FormatError(str(path), "is a directory; expected a file name")
+    flag = "--overwrite (overwrite=True)"
+    outputs.claim(path, overwrite=overwrite, kind=outputs.DIRECTORY if directory else outputs.FILE,
+                  ours=getattr(module, "owns_directory", None), what="DST", flag=flag)
+    if module.has_sidecar(path):
+        outputs.claim(common.sidecar(path), overwrite=overwrite, what="DST's metadata sidecar", flag=flag)
 
 
 def _cast(weights, dtype):
@@ -177,7 +191,7 @@ def verify_files(spec, src_module, src, dst_module, dst):
 
 
 def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, allow_nonfinite=False,
-            input_size=None, tolerance=None):
+            input_size=None, tolerance=None, overwrite=False):
     """Convert the checkpoint ``src`` (format ``src_format``) of network ``arch`` to ``dst`` (``dst_format``).
 
     ``arch``: a variant name (``crossframe list``), a library name registered in archspec
@@ -185,6 +199,8 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     another resolution. ``dtype`` (``float32``/``float16``/``bfloat16``) casts; by default every
     tensor keeps its dtype. ``verify`` rebuilds both models from the files and records the logits'
     rel error in the metadata, refusing the conversion above ``tolerance`` (default ``TOLERANCE``).
+    An existing ``dst`` is replaced only with ``overwrite``, and a directory only when it is a
+    checkpoint (:func:`claim_destination`).
 
     Returns a report: ``{arch, spec_hash, src, dst, src_format, dst_format, tensors, params,
     dtypes, written, metadata, seconds: {read, write, verify, total}, verify_rel}``.
@@ -195,9 +211,8 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     src, dst = Path(src), Path(dst)
     if dtype is not None:
         common.as_dtype(dtype)  # a bad name fails before any work
-    _check_destination(dst_module, dst)
-    if not src.exists():
-        raise FormatError(str(src), "no such file or directory")
+    claim_destination(dst_module, dst, spec, overwrite)
+    common.check_readable(src, "any")  # a FIFO or a device would block the hash (and the reader) for ever
 
     # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
     with ThreadPoolExecutor(max_workers=1) as pool:

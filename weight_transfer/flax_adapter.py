@@ -8,7 +8,7 @@ and flattens the two collections, and ``to_flax`` fills the tree ``jax_impl.init
 
 import numpy as np
 
-from .canonical import check
+from .canonical import check, validate
 from .errors import WeightError
 
 COLLECTIONS = ("params", "batch_stats")
@@ -61,11 +61,11 @@ def from_flax(variables, spec=None, dtype=np.float32):
     return out
 
 
-def to_flax(module, weights, where="weights"):
+def to_flax(module, weights, where="weights", allow_nonfinite=False):
     """New Flax variables ``{'params', 'batch_stats'}`` for ``module`` holding canonical ``weights``.
 
     Names and shapes are checked against ``module.spec`` first (one ``WeightError`` listing every
-    problem); the tree's structure and dtypes are those of ``jax_impl.init(module, ...)`` (found with
+    problem), then dtypes (floating) and, unless ``allow_nonfinite``, NaN/Inf; the tree's structure and dtypes are those of ``jax_impl.init(module, ...)`` (found with
     ``jax_impl.shapes``: traced once, nothing computed). Values are copied: neither ``weights`` nor anything else
     is mutated.
     """
@@ -76,7 +76,7 @@ def to_flax(module, weights, where="weights"):
     spec = getattr(module, "spec", None)
     if spec is None:
         raise TypeError(f"expected a jax_impl.Network (a module with an archspec .spec), got {type(module).__name__}")
-    check(spec, weights, where=where)
+    validate(spec, weights, where=where, allow_nonfinite=allow_nonfinite)
     abstract = jax_impl.shapes(module)
 
     wrong, seen = [], set()

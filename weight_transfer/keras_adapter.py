@@ -15,7 +15,7 @@ import numpy as np
 
 from tf_impl._tf import keras, ops
 
-from .canonical import check
+from .canonical import validate
 from .errors import WeightError
 
 _BN_LEAVES = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
@@ -95,13 +95,15 @@ def from_keras(model, dtype=np.float32):
     return out
 
 
-def to_keras(model, weights, where="weights"):
+def to_keras(model, weights, where="weights", allow_nonfinite=False):
     """Copy canonical ``weights`` into ``model`` in place and return it.
 
-    Every name and shape is checked first (one ``WeightError`` listing all problems) so a bad dict
-    leaves the model untouched; values are cast to each variable's dtype (bfloat16 models too).
+    Everything is checked first (names and shapes: one ``WeightError`` listing all problems; then
+    floating dtypes and, unless ``allow_nonfinite``, NaN/Inf) and every value is cast to its
+    variable's dtype (bfloat16 models too) before the first assignment, so a refused dict leaves
+    the model bit-identical.
     """
-    check(model.spec, weights, where=where)
+    validate(model.spec, weights, where=where, allow_nonfinite=allow_nonfinite)
     paths = _paths(model)
     pairs, wrong = [], []
     for t in model.spec.tensors():
@@ -112,6 +114,8 @@ def to_keras(model, weights, where="weights"):
         pairs.append((variable, source))
     if wrong:
         raise WeightError(f"{where} (layout in the keras model)", mismatched=wrong)
-    for variable, source in pairs:  # float32 -> float32 is exact; other dtypes round as tf.cast does
-        variable.assign(ops.cast(np.ascontiguousarray(source), variable.dtype))
+    # float32 -> float32 is exact; other dtypes round as tf.cast does
+    ready = [(variable, ops.cast(np.ascontiguousarray(source), variable.dtype)) for variable, source in pairs]
+    for variable, value in ready:
+        variable.assign(value)
     return model

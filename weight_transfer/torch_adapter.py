@@ -15,7 +15,7 @@ from torch import nn
 
 from archspec import ir
 
-from .canonical import check
+from .canonical import validate
 from .errors import WeightError
 
 _BN_LEAVES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
@@ -78,8 +78,13 @@ def _from_canonical(a, kind):
 
 
 def _readable(value):
-    """A numpy view of ``value`` torch can wrap: read-only arrays (safetensors, JAX) are copied."""
+    """A numpy view of ``value`` torch can wrap: read-only arrays (safetensors, JAX) are copied, and
+    bfloat16 (ml_dtypes, which torch cannot wrap) goes through float32 (exact)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
     array = np.asarray(value)
+    if array.dtype.name == "bfloat16":
+        return array.astype(np.float32)
     return array if array.flags.writeable else array.copy()
 
 
@@ -101,24 +106,27 @@ def from_torch(model, dtype=np.float32):
     return out
 
 
-def to_torch(model, weights, where="weights"):
+def to_torch(model, weights, where="weights", allow_nonfinite=False):
     """Copy canonical ``weights`` into ``model`` in place and return it.
 
-    Every name and shape is checked first (one ``WeightError`` listing all problems) so a bad dict
-    leaves the model untouched; values are cast to each target tensor's dtype and device.
+    Everything is checked first (names and shapes: one ``WeightError`` listing all problems; then
+    floating dtypes and, unless ``allow_nonfinite``, NaN/Inf) and every value is converted to its
+    target's dtype and device before the first copy, so a refused dict leaves the model bit-identical.
     """
     network = _network(model)
-    check(network.spec, weights, where=where)
+    validate(network.spec, weights, where=where, allow_nonfinite=allow_nonfinite)
     pairs, wrong = [], []
     for t in network.spec.tensors():
         tensor, kind = _locate(network, t.name)
-        source = _from_canonical(torch.from_numpy(_readable(weights[t.name])), kind)
+        value = _readable(weights[t.name])
+        source = _from_canonical(value if isinstance(value, torch.Tensor) else torch.from_numpy(value), kind)
         if source.shape != tensor.shape:  # the model's modules disagree with its own spec
             wrong.append((t.name, tuple(source.shape), tuple(tensor.shape)))
         pairs.append((tensor, source))
     if wrong:
         raise WeightError(f"{where} (layout in the torch model)", mismatched=wrong)
+    ready = [(tensor, source.to(device=tensor.device, dtype=tensor.dtype)) for tensor, source in pairs]
     with torch.no_grad():
-        for tensor, source in pairs:
-            tensor.copy_(source.to(device=tensor.device, dtype=tensor.dtype))
+        for tensor, source in ready:
+            tensor.copy_(source)
     return model

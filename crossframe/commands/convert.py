@@ -19,7 +19,8 @@ formats (the suffix of SRC/DST picks the container):
   keras-applications  keras.applications model weights (.weights.h5; reading also .keras and legacy .h5)
 
 Nothing unpickles code; names and shapes are checked strictly; dtypes are kept unless --dtype;
-NaN/Inf are refused unless --allow-nonfinite; DST appears only once complete. Metadata (source
+NaN/Inf are refused unless --allow-nonfinite; DST appears only once complete, and an existing DST
+is replaced only with --overwrite (a directory only if it is a checkpoint). Metadata (source
 format and SHA-256, spec name and hash, version, --verify's rel error) goes into DST, or into
 DST.json for .pt/.pth/.bin and .msgpack. See docs/CONVERT.md."""
 
@@ -33,7 +34,7 @@ def add_arguments(p):
                    help="a variant (see `crossframe list`) or a library model registered in archspec "
                         "(torchvision/resnet50, timm/tf_efficientnet_b1, keras/EfficientNetB1)")
     p.add_argument("src", metavar="SRC", help="the checkpoint to read")
-    p.add_argument("dst", metavar="DST", help="the checkpoint to write (replaced atomically if it exists)")
+    p.add_argument("dst", metavar="DST", help="the checkpoint to write (an existing one only with --overwrite)")
     p.add_argument("--from", dest="src_format", required=True, choices=_FORMATS, metavar="FMT",
                    help="format of SRC: " + ", ".join(_FORMATS))
     p.add_argument("--to", dest="dst_format", required=True, choices=_FORMATS, metavar="FMT",
@@ -45,6 +46,9 @@ def add_arguments(p):
                         "record the rel error in DST's metadata and refuse above the tolerance")
     p.add_argument("--tolerance", type=float, default=None, metavar="REL",
                    help="--verify's limit (default 1e-4 for float32, 1e-2 float16, 5e-2 bfloat16)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing DST (atomically): a file, or a directory that is a crossframe/Orbax "
+                        "checkpoint; a non-empty directory of anything else is never replaced")
     p.add_argument("--allow-nonfinite", action="store_true", help="convert weights holding NaN or Inf anyway")
     p.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="resolve ARCH at this input size (networks with a flatten: the dense layer's size)")
@@ -56,7 +60,7 @@ def run(args):
 
     report = convert(args.arch, args.src, args.dst, args.src_format, args.dst_format, dtype=args.dtype,
                      verify=args.verify, allow_nonfinite=args.allow_nonfinite, input_size=args.input_size,
-                     tolerance=args.tolerance)
+                     tolerance=args.tolerance, overwrite=args.overwrite)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")

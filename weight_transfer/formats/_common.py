@@ -6,11 +6,16 @@ Imports no deep-learning framework.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
+import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +92,47 @@ def sha256_path(path):
 
 # -- staged writes -------------------------------------------------------------------------------
 
+# A temporary is ``.crossframe-tmp-<pid>-<host><random>-<name>``: the writer's PID and a tag of this
+# host let a later writer sweep what a killed one (SIGKILL, power loss) left behind, and only that.
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
+_TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{4})[0-9a-f]{8}-.")
+HOLD_ENV = "CROSSFRAME_TEST_HOLD_STAGED"  # tests: seconds to sleep with the temporaries written
+
+
 def temp_name(path):
     """A fresh name next to ``path`` that keeps its suffixes (Keras and torch look at them)."""
     path = Path(path)
-    return path.with_name(f"{TMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{_HOST_TAG}{secrets.token_hex(4)}-{path.name}")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def sweep_stale(directory):
+    """Remove our temporaries in ``directory`` whose writer is dead: names of exactly our pattern, made on
+    this host, by a PID that no longer runs. Returns the paths removed. Never touches anything else."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if not m or m["host"] != _HOST_TAG:
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        remove(entry.path)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def remove(path):
@@ -102,38 +144,106 @@ def remove(path):
             path.unlink()
 
 
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a, b):
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace(tmp, dst):
-    """Move ``tmp`` onto ``dst`` atomically: ``os.replace`` for files; for directories, rename the
-    old one aside first (a directory cannot be replaced in one step), then remove it."""
+    """Move ``tmp`` onto ``dst`` atomically: ``os.replace`` for files; a directory is swapped with the old
+    one in one step where the system can (``renameat2``), else the old one is renamed aside first; the
+    old one is then removed."""
     tmp, dst = Path(tmp), Path(dst)
+    check_replaceable(tmp, dst)
     if tmp.is_dir():
-        old = None
-        if dst.exists() or dst.is_symlink():
-            if not dst.is_dir() or dst.is_symlink():
-                raise WeightError(str(dst), other=["exists and is not a directory; not replaced by a checkpoint "
-                                                   "directory"])
+        if dst.exists():
+            if _exchange(tmp, dst):  # tmp now holds the old checkpoint
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
             old = temp_name(dst)
             os.rename(dst, old)
-        os.rename(tmp, dst)
-        if old is not None:
+            os.rename(tmp, dst)
             shutil.rmtree(old, ignore_errors=True)
+            return
+        os.rename(tmp, dst)
     else:
-        if dst.is_dir() and not dst.is_symlink():
-            raise WeightError(str(dst), other=["is a directory; expected a file name"])
         os.replace(tmp, dst)
+
+
+def check_replaceable(tmp, dst):
+    """Refuse a rename of ``tmp`` onto ``dst`` that would fail or replace the wrong kind of thing."""
+    tmp, dst = Path(tmp), Path(dst)
+    if tmp.is_dir():
+        if (dst.exists() or dst.is_symlink()) and (not dst.is_dir() or dst.is_symlink()):
+            raise WeightError(str(dst), other=["exists and is not a directory; not replaced by a checkpoint "
+                                               "directory"])
+    elif dst.is_dir() and not dst.is_symlink():
+        raise WeightError(str(dst), other=["is a directory; expected a file name"])
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold SIGINT/SIGTERM until the block ends, then deliver them to the previous handlers.
+
+    Python runs signal handlers in the main thread between bytecodes, whichever thread the kernel
+    delivered the signal to, so ``pthread_sigmask`` on this thread alone would not keep a handler's
+    exception out of a sequence of renames: the handlers themselves are swapped for a recorder.
+    Off the main thread no handler can interrupt the block, and nothing is changed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught, previous = [], {}
+    for signum in signums:
+        try:
+            previous[signum] = signal.signal(signum, lambda n, frame: caught.append((n, frame)))
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum, frame in caught[:1]:
+            handler = previous.get(signum)
+            if callable(handler):
+                handler(signum, frame)  # e.g. raises KeyboardInterrupt / archspec.Interrupted
+            elif handler in (signal.SIG_DFL, None):
+                signal.raise_signal(signum)
 
 
 class Staged:
     """Write to temporary names next to ``dst`` (and its sidecar), then commit with renames.
 
     ``with Staged(dst, sidecar=True) as s: write(s.path); write_json(s.sidecar, ...); s.commit()``.
-    Leaving the block without ``commit()`` (an error) removes every temporary: no file, never a
-    half-written one, at the destination.
+    Leaving the block without ``commit()`` (an error, Ctrl-C, SIGTERM through the CLI) removes every
+    temporary: no file, never a half-written one, at the destination. Entering sweeps the stale
+    temporaries of dead writers from ``dst``'s directory. ``commit`` renames the sidecar first, then
+    ``dst``, with SIGINT/SIGTERM held: a signal leaves the new complete pair, and only a SIGKILL
+    between the two renames can leave a new sidecar beside the old ``dst``.
     """
 
     def __init__(self, dst, sidecar=False):
         self.dst = Path(dst)
         self.dst.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(self.dst.parent)
         self.path = temp_name(self.dst)
         self.sidecar = temp_name(globals()["sidecar"](self.dst)) if sidecar else None
         self.committed = False
@@ -141,11 +251,22 @@ class Staged:
     def __enter__(self):
         return self
 
+    def hold(self):
+        """Tests only: sleep ``$CROSSFRAME_TEST_HOLD_STAGED`` seconds with the temporaries written."""
+        seconds = float(os.environ.get(HOLD_ENV) or 0)
+        if seconds > 0:
+            import time
+
+            time.sleep(seconds)
+
     def commit(self):
-        replace(self.path, self.dst)
-        if self.sidecar is not None:
-            os.replace(self.sidecar, sidecar(self.dst))
-        self.committed = True
+        self.hold()
+        check_replaceable(self.path, self.dst)  # before the sidecar moves: a refusal changes nothing
+        with signals_deferred():
+            if self.sidecar is not None:
+                os.replace(self.sidecar, sidecar(self.dst))
+            replace(self.path, self.dst)
+            self.committed = True
         return self.written()
 
     def written(self):
@@ -153,9 +274,14 @@ class Staged:
 
     def __exit__(self, *exc):
         if not self.committed:
-            remove(self.path)
-            if self.sidecar is not None:
-                remove(self.sidecar)
+            for own in (self.path, self.sidecar):
+                if own is not None:
+                    remove(own)
+                    # and what a writer staged beside it under our name (Orbax's "<name>.orbax-checkpoint-tmp-N")
+                    with contextlib.suppress(OSError):
+                        for entry in os.scandir(own.parent):
+                            if entry.name.startswith(own.name):
+                                remove(entry.path)
         return False
 
 
@@ -209,6 +335,20 @@ def nonfinite(weights):
             n_nan = int(np.isnan(a).sum())
             out.append((name, n_nan, int(a.size - finite.sum()) - n_nan))
     return out
+
+
+NONFINITE_HINT = "pass --allow-nonfinite / allow_nonfinite=True to accept them"
+
+
+def refuse_nonfinite(where, weights, what="non-finite values"):
+    """The one finiteness check of every entry point: refuse NaN/Inf naming the tensors (and how
+    to accept them anyway); returns ``[]``."""
+    from ._errors import FormatError
+
+    bad = nonfinite(weights)
+    if bad:
+        raise FormatError(where, f"{what} in {len(bad)} tensor(s): {describe_nonfinite(bad)} ({NONFINITE_HINT})")
+    return bad
 
 
 def describe_nonfinite(bad, limit=5):

@@ -230,6 +230,17 @@ def is_orbax(path, for_writing=False):
 def has_sidecar(path):
     return Path(path).name.endswith(".msgpack")
 
+# Files that mark a directory as a checkpoint we may replace (with --overwrite): our own metadata, or
+# the file Orbax writes into every checkpoint it finalises. A training run's root (step directories
+# under it) is no checkpoint itself, and a directory of anything else is never replaced.
+CHECKPOINT_MARKERS = (ORBAX_METADATA, "_CHECKPOINT_METADATA")
+
+
+def owns_directory(path):
+    """Whether directory ``path`` is a crossframe or Orbax checkpoint (``outputs.claim``'s ``ours``)."""
+    path = Path(path)
+    return any((path / marker).is_file() for marker in CHECKPOINT_MARKERS)
+
 
 def writes_directory(path):
     return is_orbax(path, for_writing=True)

@@ -23,6 +23,9 @@ from . import torch as torch_format
 from ._errors import FormatError
 
 _FRAMEWORKS = {"torchvision": "torch", "timm": "torch", "keras-applications": "tf"}
+# (library, family) whose modules refuse a state_dict without their versions (``state_dict()._metadata``):
+# torchvision's MNASNet raises "version should be set to 1 or 2". torch.save keeps them; safetensors cannot.
+_NEEDS_VERSIONS = {("torchvision", "mnasnet")}
 
 
 def _uniform_float_dtype(arrays):
@@ -67,6 +70,18 @@ class Foreign:
             raise FormatError(str(path), "Keras Applications weights are written as *.weights.h5 "
                                          "(Keras' load_weights looks at the suffix)")
 
+    def check_writable(self, path, spec):
+        """Refuse, before any work, a file the library's plain API could not load: a model whose modules
+        need their versions (torchvision's MNASNet) cannot be a ``.safetensors`` file."""
+        self._arch(spec)
+        if self.FRAMEWORK == "torch" and not self.has_sidecar(path) and self._needs_versions(spec):
+            raise FormatError(str(path), f"{spec.name} needs its module versions (state_dict()._metadata), which a "
+                                         f"safetensors file cannot carry ({self.NAME} would refuse the file); "
+                                         "write a .pth file")
+
+    def _needs_versions(self, spec):
+        return (self.NAME, spec.family) in _NEEDS_VERSIONS
+
     def has_sidecar(self, path):
         return self.FRAMEWORK == "torch" and torch_format.has_sidecar(path)
 
@@ -85,7 +100,10 @@ class Foreign:
         if self.FRAMEWORK == "torch":
             state = self.importer.from_canonical(weights, spec)
             if self.has_sidecar(path):
-                torch_format.write_state_dict(state, path)
+                # torch.save keeps the module versions as model.state_dict() does: torchvision's MNASNet
+                # refuses a state_dict without them
+                versions = self.importer.module_versions(spec) if self._needs_versions(spec) else None
+                torch_format.write_state_dict(state, path, versions=versions)
                 common.write_json(sidecar_path, common.flat_metadata(metadata))
             else:
                 torch_format.write_state_dict(state, path, metadata)

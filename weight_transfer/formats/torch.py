@@ -191,9 +191,10 @@ def read_state_dict(path):
     return {k: _to_numpy(v) for k, v in state.items()}
 
 
-def write_state_dict(state, path, metadata=None):
+def write_state_dict(state, path, metadata=None, versions=None):
     """Write ``{key: array}`` to ``path`` (not atomic: the caller stages it): safetensors with
-    ``metadata`` (plus ``format: pt``), or a ``torch.save`` state_dict of contiguous tensors."""
+    ``metadata`` (plus ``format: pt``), or a ``torch.save`` state_dict of contiguous tensors carrying
+    the module ``versions`` (``state_dict()._metadata``) as ``model.state_dict()`` does."""
     path = Path(path)
     if path.name.endswith(".safetensors"):
         from safetensors.numpy import save_file
@@ -203,7 +204,10 @@ def write_state_dict(state, path, metadata=None):
         return
     import torch
 
-    torch.save(OrderedDict((k, _to_torch(v)) for k, v in state.items()), str(path))
+    out = OrderedDict((k, _to_torch(v)) for k, v in state.items())
+    if versions is not None:
+        out._metadata = OrderedDict((k, dict(v)) for k, v in versions.items())
+    torch.save(out, str(path))
 
 
 def check_suffix(path):
