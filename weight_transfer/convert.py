@@ -72,7 +72,8 @@ def read_canonical(path, fmt, spec, allow_nonfinite=False):
     """
     spec = _spec(spec)
     path = Path(path)
-    common.check_readable(path, "any")
+    if not path.exists():
+        raise FormatError(str(path), "no such file or directory")
     weights = _read(formats.get(fmt), path, spec)
     common.check_floating(str(path), weights)
     if not allow_nonfinite:
@@ -212,7 +213,8 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     if dtype is not None:
         common.as_dtype(dtype)  # a bad name fails before any work
     claim_destination(dst_module, dst, spec, overwrite)
-    common.check_readable(src, "any")  # a FIFO or a device would block the hash (and the reader) for ever
+    if not src.exists():
+        raise FormatError(str(src), "no such file or directory")
 
     # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
     with ThreadPoolExecutor(max_workers=1) as pool:
