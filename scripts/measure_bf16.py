@@ -1,11 +1,12 @@
-"""The bfloat16 inference error of every registered network, in each framework, against float32.
+"""The bfloat16 (or float16) inference error of every registered network, in each framework, against float32.
 
-    PYTHONPATH=. python scripts/measure_bf16.py [--frameworks torch,tf,jax] [NAME ...]
+    PYTHONPATH=. python scripts/measure_bf16.py [--dtype bfloat16|float16] [--frameworks torch,tf,jax] [NAME ...]
 
 Runs ``crossframe.parity.check_network(..., dtype='bfloat16')`` on the CPU at the sizes the default
 test suite uses (``tests/parity_cases.eval_spec``), and prints, per network, each framework's
-bfloat16 logits against PyTorch float32 and the worst bfloat16 pair; then the maximum and median
-over the zoo, the numbers behind the bfloat16 band in ``crossframe.parity.metrics.TOLERANCES``.
+low-precision logits against PyTorch float32 and the worst low-precision pair; then the maximum
+and median over the zoo, the numbers behind the bfloat16 and float16 bands in
+``crossframe.parity.metrics.TOLERANCES``.
 """
 
 import argparse
@@ -18,6 +19,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*")
     parser.add_argument("--frameworks", default="torch,tf,jax")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16"))
     args = parser.parse_args(argv)
     frameworks = args.frameworks.split(",")
 
@@ -35,7 +37,7 @@ def main(argv=None):
     per_column = {c: [] for c in columns}
     for name in names:
         spec = eval_spec(name)
-        records = check_network(spec, frameworks, ("eval",), seed=11, dtype="bfloat16", precision="fast")
+        records = check_network(spec, frameworks, ("eval",), seed=11, dtype=args.dtype, precision="fast")
         values = {f"{r.pair.split('-')[0]} vs f32": r.rel for r in records if r.pair.endswith("-float32")}
         values["worst pair"] = max(r.rel for r in records if not r.pair.endswith("-float32"))
         for c in columns:

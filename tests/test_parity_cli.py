@@ -65,6 +65,18 @@ def test_bfloat16_is_checked_against_float32(capsys):
         assert 1e-4 < r["rel"] <= r["tolerance"], r
 
 
+def test_float16_is_checked_against_float32(capsys):
+    status, out = parity(capsys, "dsconv_cnn", "--dtype", "float16", "--frameworks", "torch,jax", "--json")
+    assert status == 0, out
+    records = {r["pair"]: r for r in _strict_json(out)}
+    assert set(records) == {"torch-jax", "torch-float32", "jax-float32"}
+    for r in records.values():
+        # float16's unit roundoff is 4.9e-4 (11 significant bits): far above float32, below bfloat16
+        assert 1e-5 < r["rel"] <= r["tolerance"], r
+    status, _ = parity(capsys, "dsconv_cnn", "--dtype", "float16", "--mode", "grad")
+    assert status == 2
+
+
 def test_out_of_tolerance_exits_1_and_says_fail(monkeypatch, capsys):
     from weight_transfer import flax_adapter
 

@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--mode", default="eval", help="eval (running statistics) or train (batch statistics)")
     p.add_argument("--device", default="cpu",
                    help="cpu, gpu or tpu for both frameworks, or per framework: torch:cpu,jax:gpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="float32 (default); bfloat16 or float16: inference in that dtype, eval mode only")
     p.add_argument("--precision", default="strict", choices=("strict", "fast"),
                    help="strict: TF32/bf16 passes off (default); fast: each framework's defaults")
     p.add_argument("--input-size", type=int, default=None, metavar="N", help="resolve the spec at this input size")
@@ -46,8 +47,8 @@ def _check_args(args):
 
     if args.mode not in DIFF_MODES:
         raise CommandError(f"--mode {args.mode!r}: expected one of {', '.join(DIFF_MODES)}")
-    if args.dtype == "bfloat16" and args.mode != "eval":
-        raise CommandError("--dtype bfloat16 is compared in eval mode only (--mode eval)")
+    if args.dtype != "float32" and args.mode != "eval":
+        raise CommandError(f"--dtype {args.dtype} is compared in eval mode only (--mode eval)")
     if args.batch < 1:
         raise CommandError(f"--batch {args.batch}: expected a positive batch size")
     if args.plot:

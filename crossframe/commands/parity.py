@@ -14,7 +14,8 @@ def add_arguments(p):
     p.add_argument("--frameworks", default="torch,tf,jax", help="comma-separated subset of torch,tf,jax")
     p.add_argument("--device", default="cpu",
                    help="cpu, gpu or tpu for every framework, or per framework: torch:cpu,jax:gpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="float32 (default); bfloat16 or float16: inference in that dtype, eval mode only")
     p.add_argument("--precision", default="strict", choices=("strict", "fast"),
                    help="strict: TF32/bf16 passes off (default); fast: each framework's defaults")
     p.add_argument("--mode", default="eval",
@@ -87,8 +88,8 @@ def run(args):
 
     if any(m not in MODES for m in modes):
         raise ConfigError(f"--mode {args.mode!r}: expected a comma-separated subset of {', '.join(MODES)}")
-    if args.dtype == "bfloat16" and modes != ("eval",):
-        raise ConfigError("--dtype bfloat16 is checked in eval mode only (--mode eval)")
+    if args.dtype != "float32" and modes != ("eval",):
+        raise ConfigError(f"--dtype {args.dtype} is checked in eval mode only (--mode eval)")
     names = args.arch or [n for n in archspec.list_variants() if "/" not in n]
     overrides = {"input_size": args.input_size} if args.input_size else {}
     specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work

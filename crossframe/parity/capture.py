@@ -46,7 +46,7 @@ def capture_torch(runner, x, paths, train):
     def hook(path):
         def store(module, inputs, y):
             # copied now: a later in-place op must not change what was seen here
-            y = y.detach().float() if y.dtype == torch.bfloat16 else y.detach()
+            y = y.detach().float() if y.dtype in (torch.bfloat16, torch.float16) else y.detach()
             y = y.cpu().numpy().copy()
             out[path] = _numpy(np.moveaxis(y, 1, -1) if y.ndim == 4 else y, runner.dtype)
         return store
@@ -89,7 +89,7 @@ def capture_keras(runner, x, paths, train):
     def wrap(path, call):
         def recording_call(*args, **kwargs):
             y = call(*args, **kwargs)
-            out[path] = _numpy(tf.cast(y, tf.float32).numpy() if y.dtype == tf.bfloat16 else y.numpy(),
+            out[path] = _numpy(tf.cast(y, tf.float32).numpy() if y.dtype in (tf.bfloat16, tf.float16) else y.numpy(),
                                runner.dtype)
             return y
         return recording_call
@@ -133,7 +133,7 @@ def capture_flax(runner, x, paths, train):
     def rec(node, prefix):
         for key, value in node.items():
             if key == "__call__":
-                out[".".join(prefix)] = _numpy(np.asarray(value[0], np.float32) if str(value[0].dtype) == "bfloat16"
+                out[".".join(prefix)] = _numpy(np.asarray(value[0], np.float32) if str(value[0].dtype) in ("bfloat16", "float16")
                                                else value[0], runner.dtype)
             else:
                 rec(value, prefix + (key,))

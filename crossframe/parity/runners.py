@@ -15,6 +15,9 @@ from .. import frameworks, precision
 from archspec.errors import ConfigError
 
 
+LOW_PRECISION = ("bfloat16", "float16")  # inference-only dtypes, compared against float32
+
+
 class Runner:
     name = "?"
 
@@ -67,7 +70,8 @@ class TorchRunner(Runner):
 
         precision.configure_torch(self.precision)
         self.torch = torch
-        self.tdtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[self.dtype]
+        self.tdtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+                       "float16": torch.float16}[self.dtype]
         self.dev = torch.device("cuda" if self.device == "gpu" else self.device)
         self.model = torch_impl.build(self.spec).to(device=self.dev, dtype=self.tdtype)
         self.adapter = torch_adapter
@@ -83,7 +87,8 @@ class TorchRunner(Runner):
         return t.requires_grad_(grad)
 
     def _out(self, y):
-        y = y.detach().float().cpu().numpy() if self.tdtype == self.torch.bfloat16 else y.detach().cpu().numpy()
+        y = y.detach()
+        y = (y.float() if self.tdtype in (self.torch.bfloat16, self.torch.float16) else y).cpu().numpy()
         return np.moveaxis(y, 1, -1) if y.ndim == 4 else y
 
     def _weights(self):
@@ -144,8 +149,8 @@ class KerasRunner(Runner):
         from weight_transfer import keras_adapter
 
         precision.configure_tf(self.precision)
-        if self.dtype not in ("float32", "bfloat16", "float64"):
-            raise ConfigError(f"the Keras runner supports float32, bfloat16 and float64, not {self.dtype}")
+        if self.dtype not in LOW_PRECISION + ("float32", "float64"):
+            raise ConfigError(f"the Keras runner supports float32, float64, {', '.join(LOW_PRECISION)}, not {self.dtype}")
         self.tf, self.keras = tf, keras
         self.tf_device = "/GPU:0" if self.device == "gpu" else "/CPU:0"
         with tf.device(self.tf_device):
@@ -163,7 +168,7 @@ class KerasRunner(Runner):
 
     @staticmethod
     def _out(y):
-        return np.asarray(y.numpy(), dtype=np.float32) if y.dtype.name == "bfloat16" else y.numpy()
+        return np.asarray(y.numpy(), dtype=np.float32) if y.dtype.name in LOW_PRECISION else y.numpy()
 
     def eval(self, x):
         with self.tf.device(self.tf_device):
@@ -223,7 +228,8 @@ class FlaxRunner(Runner):
         self.jax, self.jnp = jax, jnp
         self.jdevice = jax.devices("gpu" if self.device == "gpu" else self.device)[0]
         self.module = jax_impl.build(self.spec)
-        self.jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}[self.dtype]
+        self.jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
+                       "float64": jnp.float64}[self.dtype]
         self.adapter = flax_adapter
         self._grad_fn = None
         self.load(weights)
@@ -260,7 +266,7 @@ class FlaxRunner(Runner):
 
     @staticmethod
     def _out(y):
-        return np.asarray(y, dtype=np.float32) if str(y.dtype) == "bfloat16" else np.asarray(y)
+        return np.asarray(y, dtype=np.float32) if str(y.dtype) in LOW_PRECISION else np.asarray(y)
 
     def eval(self, x):
         with self._context():
