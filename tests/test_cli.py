@@ -198,13 +198,31 @@ def test_spec_error_and_command_error_are_one_line(fake_command, capsys):
                    "crossframe: error: --frameworks: expected two or more; of torch, tf, jax"]
 
 
-def test_plain_value_error_from_our_code_is_one_line(capsys):
-    """A plain ValueError raised in our packages (e.g. a command's flag check) is bad input too."""
+def test_only_the_project_error_class_is_bad_input(fake_command, capsys):
+    """What a user can cause is ``CrossframeError`` (any subclass); a plain ValueError, even one
+    raised inside our packages, is a bug and keeps its traceback (the CLI no longer guesses from
+    traceback file names)."""
     from archspec import padding
+    from archspec.errors import ConfigError, CrossframeError
 
-    module = types.SimpleNamespace(run=lambda args: padding.explicit_padding("same", 8, 3, 1))
-    assert cli._ours(_raised(lambda: module.run(None)))
-    assert "padding mode" in cli.one_line(_raised(lambda: module.run(None)))
+    fake_command.error = ConfigError("--batch 0: expected a positive integer")
+    assert cli.main(["_fake"]) == 2
+    assert capsys.readouterr().err == "crossframe: error: --batch 0: expected a positive integer\n"
+    plain = _raised(lambda: padding.explicit_padding("same", 8, 3, 1))
+    assert type(plain) is ValueError and not isinstance(plain, CrossframeError) and not cli._ours(plain)
+    fake_command.error = plain
+    with pytest.raises(ValueError, match="padding mode"):
+        cli.main(["_fake"])
+
+
+def test_sigterm_exits_143_and_ctrl_c_130(fake_command, capsys):
+    from archspec.errors import Interrupted
+
+    fake_command.error = Interrupted(15)
+    assert cli.main(["_fake"]) == 143
+    fake_command.error = KeyboardInterrupt()
+    assert cli.main(["_fake"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["crossframe: interrupted (SIGTERM)", "crossframe: interrupted (SIGINT)"]
 
 
 def test_library_errors_keep_their_traceback(fake_command):
