@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-keras = pytest.importorskip("keras")
-np = pytest.importorskip("numpy")
+import keras  # noqa: E402  (required: torch, TensorFlow/Keras and JAX/Flax are all dependencies)
+import numpy as np  # noqa: E402
 
 import archspec  # noqa: E402
 from archspec import analytics  # noqa: E402

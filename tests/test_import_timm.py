@@ -9,8 +9,8 @@ loads the spec with ``archspec.load(arch, input_size=N)``.
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("timm")
+import torch  # noqa: E402,F401  (required, never skipped)
+import timm  # noqa: E402,F401
 
 import archspec  # noqa: E402
 from weight_transfer import importers  # noqa: E402

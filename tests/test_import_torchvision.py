@@ -17,8 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchvision")
+import torch  # noqa: E402  (required, never skipped)
+import torchvision  # noqa: E402,F401
 
 import archspec  # noqa: E402
 import torch_impl  # noqa: E402

@@ -494,7 +494,7 @@ def calibrated_torchvision(tv_name, size):
     bugs; cumulative averages (momentum=None) of train-mode batches give realistic activations.
     Dropout and stochastic depth are set to 0 so train mode is deterministic.
     """
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
     torch.manual_seed(0)
     model = getattr(torchvision.models, tv_name)(weights=None)
     with torch.no_grad():

@@ -72,8 +72,7 @@ def read_canonical(path, fmt, spec, allow_nonfinite=False):
     """
     spec = _spec(spec)
     path = Path(path)
-    if not path.exists():
-        raise FormatError(str(path), "no such file or directory")
+    common.check_readable(path, "any")
     weights = _read(formats.get(fmt), path, spec)
     common.check_floating(str(path), weights)
     if not allow_nonfinite:
@@ -213,8 +212,7 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     if dtype is not None:
         common.as_dtype(dtype)  # a bad name fails before any work
     claim_destination(dst_module, dst, spec, overwrite)
-    if not src.exists():
-        raise FormatError(str(src), "no such file or directory")
+    common.check_readable(src, "any")  # a FIFO or a device would block the hash (and the reader) for ever
 
     # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
     with ThreadPoolExecutor(max_workers=1) as pool:

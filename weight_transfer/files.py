@@ -61,17 +61,26 @@ def load(path, spec=None, allow_nonfinite=False):
     Non-floating dtypes are refused, and so are NaN/Inf unless ``allow_nonfinite``."""
     from safetensors.numpy import load_file
 
+    from .formats import _common as common
+
     path = Path(path)
-    if not path.is_file():
-        raise WeightError(str(path), other=["no such file"])
+    common.check_readable(path, "file")
+    declared = common.safetensors_declared(path)  # every tensor's bytes inside the file, or refused
     try:
-        weights = load_file(str(path))
         meta = read_metadata(path)
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
-        raise WeightError(str(path), other=[f"not a readable safetensors file ({err})"]) from None
-    if spec is not None:
+        raise WeightError(str(path), other=[f"not a readable safetensors file ({' '.join(str(err).split())})"]) \
+            from None
+    if spec is not None:  # the spec, names, shapes and dtypes before any tensor is loaded
         if meta.get("spec_name") not in (None, spec.name):
             raise WeightError(str(path), other=[f"made for spec {meta.get('spec_name')!r}, expected {spec.name!r}"])
+        common.check_declared(str(path), declared, {t.name: tuple(t.shape) for t in spec.tensors()})
+    try:
+        weights = load_file(str(path))
+    except Exception as err:
+        raise WeightError(str(path), other=[f"not a readable safetensors file ({' '.join(str(err).split())})"]) \
+            from None
+    if spec is not None:
         check(spec, weights, where=str(path))
     check_values(weights, where=str(path), allow_nonfinite=allow_nonfinite)
     return weights

@@ -402,3 +402,153 @@ def safetensors_set_metadata(path, metadata):
     except BaseException:
         remove(tmp)
         raise
+
+
+# -- reading: what a source may be, and what it may declare -------------------------------------
+
+def check_readable(path, kind="file"):
+    """Refuse, before anything opens it, a source that is not a regular file: a FIFO would block the
+    reader (and the hash beside it) forever, ``/dev/zero`` never ends, a socket cannot be read.
+
+    ``kind``: ``"file"`` (a regular file, after symlinks), ``"directory"`` (an Orbax checkpoint:
+    a directory whose entries are regular files and directories) or ``"any"`` (either).
+    """
+    import stat
+
+    from ._errors import FormatError
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FormatError(str(path), "no such file or directory") from None
+    except OSError as err:
+        raise FormatError(str(path), f"cannot be read ({err.strerror or type(err).__name__})") from None
+    if stat.S_ISREG(mode):
+        if kind == "directory":
+            raise FormatError(str(path), "is a file; expected a checkpoint directory")
+        return
+    if stat.S_ISDIR(mode):
+        if kind == "file":
+            raise FormatError(str(path), "is a directory; expected a checkpoint file")
+        for root, dirs, files in os.walk(path):
+            for name in files:  # os.walk lists FIFOs, devices and sockets with the files
+                inner = Path(root) / name
+                try:
+                    inner_mode = os.stat(inner).st_mode
+                except OSError:
+                    continue  # a dangling link: the reader reports what it misses
+                if not stat.S_ISREG(inner_mode) and not stat.S_ISDIR(inner_mode):
+                    raise FormatError(str(path), f"holds {inner.relative_to(path)}, which is "
+                                                 f"{_special_kind(inner_mode)}, not a regular file")
+        return
+    raise FormatError(str(path), f"is {_special_kind(mode)}, not a regular file: checkpoints are read from "
+                                 "regular files only")
+
+
+def _special_kind(mode):
+    import stat
+
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def check_declared(where, declared, expected, names=None):
+    """Check what a file *declares* (``{key: (shape, dtype name)}``) before any tensor data is read:
+    every missing, unexpected and mis-shaped entry (one WeightError), then the dtypes (floating only).
+
+    A crafted file can declare a tensor of terabytes in a few bytes (a compressed HDF5 dataset, a
+    zip member, a safetensors header): refusing it here means it is never allocated.
+    """
+    from ._errors import FormatError
+
+    check_layout(where, {k: shape for k, (shape, _) in declared.items()}, expected, names)
+    bad = [f"tensor {k} has dtype {declared[k][1]}, expected a floating dtype of {'/'.join(FLOAT_DTYPES)}"
+           for k in expected if declared[k][1] not in FLOAT_DTYPES]
+    if bad:
+        raise FormatError(where, *bad[:8], *([f"and {len(bad) - 8} more"] if len(bad) > 8 else []))
+
+
+def expected_nbytes(spec, itemsize=8, slack=1 << 20):
+    """An upper bound on the bytes of ``spec``'s tensors in any floating dtype (float64 at most)."""
+    return sum(int(np.prod(t.shape)) for t in spec.tensors()) * itemsize + slack
+
+
+def read_capped(stream, cap, where, what):
+    """Read ``stream`` to its end, refusing (FormatError) more than ``cap`` bytes: a zip member whose
+    header lies about its size cannot grow past the cap."""
+    from ._errors import FormatError
+
+    chunks, total = [], 0
+    while True:
+        chunk = stream.read(min(1 << 22, cap + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > cap:
+            raise FormatError(where, f"{what} holds more than {cap} bytes, more than its weights can need")
+        chunks.append(chunk)
+
+
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+                       "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8",
+                       "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64"}
+_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4,
+             "int64": 8, "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1, "float8_e4m3fn": 1,
+             "float8_e5m2": 1, "complex64": 8}
+_SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors library's own limit
+
+
+def safetensors_declared(path):
+    """``{name: (shape, dtype name)}`` from a safetensors file's header, read without its data, after
+    checking that every tensor's bytes lie inside the file (a header cannot declare more)."""
+    import struct
+
+    from ._errors import FormatError
+
+    where = str(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise FormatError(where, f"not a safetensors file ({size} bytes: shorter than its header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_SAFETENSORS_MAX_HEADER, size - 8):
+            raise FormatError(where, f"not a readable safetensors file (its header declares {n} bytes, "
+                                     f"in a file of {size})")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as err:
+            raise FormatError(where, f"not a readable safetensors file (its header is no JSON: {err})") from None
+    if not isinstance(header, dict):
+        raise FormatError(where, "not a readable safetensors file (its header is no JSON object)")
+    data = size - 8 - n
+    out, bad = {}, []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            shape = tuple(int(d) for d in shape)
+            if not all(isinstance(v, int) and v >= 0 for v in (*shape, start, end)):
+                raise ValueError
+        except (TypeError, KeyError, ValueError):
+            bad.append(f"tensor {name}: a malformed header entry")
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(str(dtype), str(dtype))
+        itemsize = _ITEMSIZE.get(dtype)
+        if itemsize is None:
+            bad.append(f"tensor {name}: unknown dtype {dtype}")
+            continue
+        if not start <= end <= data or end - start != int(np.prod(shape, dtype=object)) * itemsize:
+            bad.append(f"tensor {name}: {shape} {dtype} declares bytes {start}..{end} of {data}")
+            continue
+        out[name] = (shape, dtype)
+    if bad:
+        raise FormatError(where, "not a readable safetensors file", *bad[:5],
+                          *([f"and {len(bad) - 5} more"] if len(bad) > 5 else []))
+    return out

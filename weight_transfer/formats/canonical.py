@@ -32,13 +32,14 @@ def read(path, spec):
     from safetensors.numpy import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(str(path), "no such file")
+    common.check_readable(path, "file")
+    expected = {t.name: tuple(t.shape) for t in spec.tensors()}
+    # names, shapes and dtypes from the header first: no tensor is loaded from a file that is not the spec's
+    common.check_declared(str(path), common.safetensors_declared(path), expected)
     try:
         weights = load_file(str(path))
     except Exception as err:  # safetensors raises its own types for truncated or corrupt files
         raise FormatError(str(path), f"not a readable safetensors file ({' '.join(str(err).split())})") from None
-    expected = {t.name: tuple(t.shape) for t in spec.tensors()}
     common.check_layout(str(path), {k: np.shape(v) for k, v in weights.items()}, expected)
     common.check_floating(str(path), weights)
     return {name: weights[name] for name in expected}

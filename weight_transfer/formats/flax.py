@@ -122,8 +122,7 @@ def read_msgpack(path):
     import msgpack
 
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(str(path), "no such file")
+    common.check_readable(path, "file")
     try:
         data = path.read_bytes()
         tree = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
@@ -186,6 +185,7 @@ def _orbax_item(path):
 
 def read_orbax(path):
     path = Path(path)
+    common.check_readable(path, "directory")
     item, training = _orbax_item(path)
     try:
         import orbax.checkpoint as ocp
@@ -230,6 +230,7 @@ def is_orbax(path, for_writing=False):
 def has_sidecar(path):
     return Path(path).name.endswith(".msgpack")
 
+
 # Files that mark a directory as a checkpoint we may replace (with --overwrite): our own metadata, or
 # the file Orbax writes into every checkpoint it finalises. A training run's root (step directories
 # under it) is no checkpoint itself, and a directory of anything else is never replaced.
@@ -252,8 +253,7 @@ def check_suffix(path):
 
 def read(path, spec):
     path = Path(path)
-    if not path.exists():
-        raise FormatError(str(path), "no such file or directory")
+    common.check_readable(path, "any")
     tree = read_orbax(path) if is_orbax(path) else read_msgpack(path)
     return to_canonical(tree, spec, where=str(path))
 

@@ -87,8 +87,8 @@ class Foreign:
 
     def read(self, path, spec):
         self._arch(spec)
-        if self.FRAMEWORK == "torch":
-            state = torch_format.read_state_dict(path)
+        if self.FRAMEWORK == "torch":  # formats.torch's reader, the library's names checked before any data
+            state = self.importer.read_state_dict(path, spec)
         else:
             state = self.importer.read_foreign(path, spec)
         source_dtype = _uniform_float_dtype(state.values())

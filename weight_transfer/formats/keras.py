@@ -111,9 +111,18 @@ def layout(spec):
 
 def _read_dataset(ds):
     a = ds[()]
-    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # Keras stores bfloat16 as opaque 2-byte values
+    if _is_bfloat16(ds):  # Keras stores bfloat16 as opaque 2-byte values
         a = np.asarray(a).view(common.bfloat16())
     return np.asarray(a)
+
+
+def _is_bfloat16(ds):
+    return ds.dtype.itemsize == 2 and ds.attrs.get("dtype") in ("bfloat16", b"bfloat16")
+
+
+def declared_dtype(ds):
+    """The dtype name a dataset declares (read from its header, not its data)."""
+    return "bfloat16" if _is_bfloat16(ds) else ds.dtype.name
 
 
 def _weights_datasets(f):
@@ -131,8 +140,90 @@ def _weights_datasets(f):
     return out
 
 
-def _h5_source(path):
-    """A path or a file object h5py opens: a ``.keras`` archive gives its weights member's bytes."""
+# Without a spec to say what a file should hold, a compressed dataset may still not declare more than
+# this many times the size of the file it came from (Keras writes no compressed datasets at all).
+MAX_COMPRESSION = 16
+MAX_OBJECTS = 1 << 20
+
+
+def check_h5_safe(f, where):
+    """Refuse an HDF5 file whose reading would leave it: soft and external links, virtual datasets
+    and external storage (each can make a reader copy another file's bytes into its output).
+
+    Walks every link of the file without following any but hard links (each object once).
+    """
+    import h5py
+
+    bad, seen, count = [], set(), 0
+
+    def walk(group, prefix):
+        nonlocal count
+        for name in group:
+            count += 1
+            if count > MAX_OBJECTS:
+                raise FormatError(where, f"an HDF5 file with more than {MAX_OBJECTS} objects")
+            full = f"{prefix}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                bad.append(f"{full} is a soft link (to {link.path}); links are not followed")
+                continue
+            if isinstance(link, h5py.ExternalLink):
+                bad.append(f"{full} is an external link (to {link.filename}:{link.path}); links are not followed")
+                continue
+            if not isinstance(link, h5py.HardLink):
+                bad.append(f"{full} is a link of unknown kind ({type(link).__name__})")
+                continue
+            obj = group[name]
+            if obj.id in seen:
+                continue
+            seen.add(obj.id)
+            if isinstance(obj, h5py.Group):
+                walk(obj, full)
+            elif isinstance(obj, h5py.Dataset):
+                problem = _external_storage(obj)
+                if problem:
+                    bad.append(f"dataset {full} {problem}")
+
+    walk(f, "")
+    if bad:
+        raise FormatError(where, "refused: it refers to data outside itself", *bad[:8],
+                          *([f"and {len(bad) - 8} more"] if len(bad) > 8 else []))
+
+
+def _external_storage(ds):
+    if ds.is_virtual:
+        return "is a virtual dataset (its data lives in other files)"
+    if ds.id.get_create_plist().get_external_count() > 0:
+        return "has external storage (its data lives in another file)"
+    return None
+
+
+def check_dataset_storage(ds, key, where, file_size):
+    """Refuse a dataset whose declared size its stored bytes cannot back: an uncompressed one that
+    stores fewer bytes than it declares (the rest would be a fill value, allocated in full), a
+    compressed one declaring more than :data:`MAX_COMPRESSION` times its file."""
+    problem = _external_storage(ds)
+    if problem:
+        raise FormatError(where, f"dataset {key} {problem}")
+    nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize if ds.shape is not None else 0
+    if ds.id.get_create_plist().get_nfilters() == 0:
+        stored = ds.id.get_storage_size()
+        if stored < nbytes:
+            raise FormatError(where, f"dataset {key} declares {nbytes} bytes ({ds.shape} {ds.dtype.name}) "
+                                     f"but stores {stored}")
+    elif nbytes > (1 << 20) + MAX_COMPRESSION * file_size:
+        raise FormatError(where, f"dataset {key} declares {nbytes} bytes ({ds.shape} {ds.dtype.name}) in a "
+                                 f"file of {file_size} bytes")
+
+
+# A .keras archive's weights member may not hold more than this when no spec bounds it.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def h5_source(path, cap=None):
+    """A path or a file object h5py opens: a ``.keras`` archive gives its weights member's bytes,
+    read with a cap (``cap`` bytes; by default 64 MiB + 16 x the archive) that the member's own
+    header cannot raise."""
     path = Path(path)
     if path.name.endswith(".keras") or zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
@@ -141,29 +232,72 @@ def _h5_source(path):
                 sharded = [n for n in names if n.endswith(".weights.json")]
                 what = "sharded weights are not supported" if sharded else f"no {WEIGHTS_MEMBER} inside"
                 raise FormatError(str(path), f"a zip archive with {what} (members: {', '.join(names[:6])})")
-            return io.BytesIO(archive.read(WEIGHTS_MEMBER))
+            info = archive.getinfo(WEIGHTS_MEMBER)
+            if cap is None:
+                cap = min(MAX_MEMBER_BYTES, (64 << 20) + MAX_COMPRESSION * path.stat().st_size)
+            if info.file_size > cap:
+                raise FormatError(str(path), f"its {WEIGHTS_MEMBER} declares {info.file_size} bytes, more than "
+                                             f"{cap} (what the weights can need)")
+            with archive.open(info) as member:
+                return io.BytesIO(common.read_capped(member, cap, str(path), WEIGHTS_MEMBER))
     return str(path)
 
 
-def _open(path):
+def open_h5(path, cap=None):
+    """``h5py.File`` of a ``.weights.h5``/``.h5`` file or of a ``.keras`` archive's weights, read-only,
+    after refusing anything but a regular file and any HDF5 link or storage outside the file."""
     import h5py
 
+    common.check_readable(path, "file")
     try:
-        return h5py.File(_h5_source(path), "r")
+        f = h5py.File(h5_source(path, cap), "r")
     except FormatError:
         raise
-    except Exception as err:  # OSError (truncated, not HDF5), zipfile.BadZipFile ...
+    except Exception as err:  # OSError (truncated, not HDF5), zipfile.BadZipFile, zlib.error ...
         raise FormatError(str(path), f"not a readable Keras weights file ({type(err).__name__}: "
-                                     f"{' '.join(str(err).split())})") from None
+                                     f"{' '.join(str(err).split())[:300]})") from None
+    try:
+        check_h5_safe(f, str(path))
+    except FormatError:
+        f.close()
+        raise
+    except Exception as err:
+        f.close()
+        raise FormatError(str(path), f"not a readable Keras weights file ({type(err).__name__}: "
+                                     f"{' '.join(str(err).split())[:300]})") from None
+    return f
 
 
-def read_foreign(path):
-    """``{dataset path: numpy array}`` of every weight the file holds (dtypes kept)."""
-    with _open(path) as f:
+def _open(path, cap=None):
+    return open_h5(path, cap)
+
+
+def read_foreign(path, spec=None):
+    """``{dataset path: numpy array}`` of every weight the file holds (dtypes kept).
+
+    With ``spec``, the datasets' declared shapes and dtypes are checked against the spec's layout
+    before any data is read (a few-KB file can declare a compressed dataset of terabytes).
+    """
+    path = Path(path)
+    where = str(path)
+    cap = None if spec is None else common.expected_nbytes(spec) + (64 << 20)
+    with _open(path, cap) as f:
         try:
-            return {k: _read_dataset(ds) for k, ds in _weights_datasets(f).items()}
+            datasets = _weights_datasets(f)
+            if spec is not None:
+                _, layout_ = layout(spec)
+                common.check_declared(where, {k: (tuple(ds.shape or ()), declared_dtype(ds))
+                                              for k, ds in datasets.items()},
+                                      {p: shape for p, _, _, shape in layout_}, {p: n for p, n, _, _ in layout_})
+            size = path.stat().st_size
+            for k, ds in datasets.items():
+                check_dataset_storage(ds, k, where, size)
+            return {k: _read_dataset(ds) for k, ds in datasets.items()}
+        except (FormatError, common.WeightError):
+            raise
         except Exception as err:
-            raise FormatError(str(path), f"not a readable Keras weights file ({type(err).__name__}: {err})") from None
+            raise FormatError(where, f"not a readable Keras weights file ({type(err).__name__}: "
+                                     f"{' '.join(str(err).split())[:300]})") from None
 
 
 def to_canonical(found, spec, where):
@@ -186,7 +320,7 @@ def _order(spec):
 
 
 def read(path, spec):
-    found = read_foreign(path)
+    found = read_foreign(path, spec)
     return to_canonical(found, spec, where=str(path))
 
 

@@ -106,14 +106,22 @@ def from_canonical(weights, spec):
 
 # -- state_dict files (shared with the torchvision and timm formats) -----------------------------
 
-def _to_numpy(t):
+def _dtype_name(dtype):
+    return str(dtype).removeprefix("torch.")
+
+
+def _to_numpy(t, key="tensor"):
     """A numpy view of a CPU tensor (bfloat16 through ml_dtypes: numpy has none of its own)."""
     import torch
 
     t = t.detach()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(common.bfloat16())
-    return t.numpy()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as err:  # float8, quantized ... : no numpy dtype
+        raise FormatError("tensor", f"{key} has dtype {_dtype_name(t.dtype)}, expected a floating dtype of "
+                                    f"{'/'.join(common.FLOAT_DTYPES)} ({' '.join(str(err).split())})") from None
 
 
 def _to_torch(a):
@@ -145,50 +153,173 @@ def _unwrap(obj, where):
 
 
 def _first_line(err):
-    """The informative part of an error message, on one line (torch's weights_only message is long)."""
+    """The informative part of an error message, on one line, without torch's advice to load the file
+    with ``weights_only=False`` (which would run whatever code it pickles)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
     marker = "WeightsUnpickler error:"
     if marker in text:  # what the unpickler refused: "Unsupported global: GLOBAL builtins.exec ..."
         text = text.split(marker, 1)[1]
         text = re.split(r"Please use|Check the documentation", text, maxsplit=1)[0]
     text = " ".join(text.split())
-    return text or type(err).__name__
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    text = " ".join(x for x in sentences if not re.search(r"weights_only|trusted source|add_safe_globals", x))
+    return text.strip() or type(err).__name__
 
 
-def read_state_dict(path):
-    """``{key: numpy array}`` (dtypes kept) from a ``torch.save`` file or a ``.safetensors`` file.
+def _container(path):
+    """``'zip'`` (torch.save's format), ``'pickle'`` (the legacy format) or None (neither)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if head == b"PK\x03\x04":  # a zip archive's first member, but no directory at its end
+        return "damaged zip"
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle's PROTO opcode
+        return "pickle"
+    return None
 
-    ``torch.load(weights_only=True)`` refuses any pickled object other than tensors and plain
-    containers, so a file that would run code raises a FormatError and runs nothing.
-    """
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise FormatError(where, "no such file")
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
 
-        try:
-            return load_file(str(path))
-        except Exception as err:  # safetensors raises its own types for truncated or corrupt files
-            raise FormatError(where, f"not a readable safetensors file ({_first_line(err)})") from None
+def _check_zip(path, where):
+    """torch.save stores its members uncompressed: refuse a member that declares more bytes than the
+    whole archive holds (a decompression bomb), before torch's reader allocates it."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise FormatError(where, f"not a readable PyTorch checkpoint (a damaged zip archive: {_first_line(err)})") \
+            from None
+    big = [f"{i.filename} declares {i.file_size} bytes" for i in infos if i.file_size > size]
+    if big:
+        raise FormatError(where, f"not a readable PyTorch checkpoint (members larger than the {size}-byte file: "
+                                 f"{', '.join(big[:3])})")
+    if not any(i.filename.endswith("/data.pkl") or i.filename == "data.pkl" for i in infos):
+        raise FormatError(where, "not a PyTorch checkpoint (a zip archive without data.pkl)")
+
+
+def _pickles(path, kind, name, cap=64 << 20):
+    """Whether the checkpoint's pickle names ``name`` (its first ``cap`` bytes)."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
+                with archive.open(member) as f:
+                    return name in f.read(cap)
+        with open(path, "rb") as f:
+            return name in f.read(cap)
+    except Exception:
+        return False
+
+
+def _torch_load(path, where, **kwargs):
     import torch
 
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the error says enough
             warnings.simplefilter("ignore")
-            try:  # mmap: tensors are read from the page cache as they are transposed, not copied first
-                obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # a legacy (non-zip) torch.save file cannot be mapped
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), weights_only=True, **kwargs)
     except pickle.UnpicklingError as err:
-        raise FormatError(where, "refused: it holds pickled objects other than tensors, which could run code "
-                                 f"(nothing was run; torch.load weights_only=True: {_first_line(err)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
-            TypeError, IndexError, ImportError) as err:
+        text = _first_line(err)
+        if re.search(r"Unsupported global|GLOBAL ", text):
+            raise FormatError(where, "refused: it holds pickled objects other than tensors, which could run code "
+                                     f"(nothing was run: {text})") from None
+        raise FormatError(where, f"not a readable PyTorch checkpoint (a damaged pickle: {text})") from None
+    except NotImplementedError as err:
+        if "Sparse" in str(err):
+            raise FormatError(where, "holds sparse tensors; expected dense tensors (save t.to_dense())") from None
         raise FormatError(where, f"not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            TypeError, IndexError, ImportError, AssertionError, OverflowError, MemoryError,
+            UnicodeDecodeError) as err:
+        raise FormatError(where, f"not a readable PyTorch checkpoint ({type(err).__name__}: "
+                                 f"{_first_line(err)[:300]})") from None
+
+
+def _declared(state, where, file_size):
+    """``{key: (shape, dtype name)}`` of a state_dict loaded on the meta device (no data read), after
+    refusing sparse and other non-dense tensors and storages larger than the file that holds them."""
+    import torch
+
+    out, bad = {}, []
+    for k, t in state.items():
+        if t.layout != torch.strided:
+            bad.append(f"tensor {k} is a {str(t.layout).removeprefix('torch.')} tensor, expected a dense one")
+            continue
+        if t.is_quantized:
+            bad.append(f"tensor {k} is quantized ({_dtype_name(t.dtype)}), expected a floating dtype")
+            continue
+        nbytes = t.untyped_storage().nbytes()
+        if nbytes > file_size:
+            bad.append(f"tensor {k} declares a storage of {nbytes} bytes in a file of {file_size}")
+            continue
+        out[k] = (tuple(t.shape), _dtype_name(t.dtype))
+    if bad:
+        raise FormatError(where, *bad[:5], *([f"and {len(bad) - 5} more"] if len(bad) > 5 else []))
+    return out
+
+
+def read_state_dict(path, expect=None):
+    """``{key: numpy array}`` (dtypes kept) from a ``torch.save`` file or a ``.safetensors`` file.
+
+    ``torch.load(weights_only=True)`` refuses any pickled object other than tensors and plain
+    containers, so a file that would run code raises a FormatError and runs nothing. What the file
+    declares (keys, shapes, dtypes: ``{key: (shape, dtype name)}``) is read first without any tensor
+    data (torch on the meta device, the safetensors header) and given to ``expect``, which raises
+    on a file that does not hold what it should: a few-byte file declaring terabytes is never loaded.
+    """
+    path = Path(path)
+    where = str(path)
+    common.check_readable(path, "file")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        declared = common.safetensors_declared(path)
+        if expect is not None:
+            expect(declared)
+        bad = [f"tensor {k} has dtype {d}, which numpy cannot hold" for k, (_, d) in declared.items()
+               if d.startswith(("float8", "complex"))]
+        if bad:
+            raise FormatError(where, *bad[:5])
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises its own types for truncated or corrupt files
+            raise FormatError(where, f"not a readable safetensors file ({_first_line(err)})") from None
+    kind = _container(path)
+    if kind is None:
+        raise FormatError(where, "not a PyTorch checkpoint (neither a zip archive nor a legacy pickle)")
+    if kind == "damaged zip":
+        raise FormatError(where, "not a readable PyTorch checkpoint (a truncated or damaged zip archive: "
+                                 "no central directory)")
+    if kind == "zip":
+        _check_zip(path, where)
+    import torch
+
+    # First pass on the meta device: keys, shapes, dtypes, storage sizes; no tensor data is read.
+    try:
+        meta = _torch_load(path, where, map_location="meta")
+    except FormatError:
+        if _pickles(path, kind, b"_rebuild_sparse_tensor"):  # sparse tensors cannot be rebuilt on meta
+            raise FormatError(where, "holds sparse tensors; expected dense tensors (save t.to_dense())") from None
+        raise
+    declared = _declared(_unwrap(meta, where), where, path.stat().st_size)
+    if expect is not None:
+        expect(declared)
+    if kind == "zip":  # mmap: tensors are read from the page cache as they are transposed, not copied first
+        obj = _torch_load(path, where, map_location="cpu", mmap=True)
+    else:  # a legacy (non-zip) torch.save file cannot be mapped
+        obj = _torch_load(path, where, map_location="cpu")
     state = _unwrap(obj, where)
-    return {k: _to_numpy(v) for k, v in state.items()}
+    bad = [f"tensor {k} is on device {v.device.type} (holds no data), expected a CPU tensor"
+           for k, v in state.items() if v.device.type != "cpu"]
+    if bad:
+        raise FormatError(where, *bad[:5])
+    out = {}
+    for k, v in state.items():
+        try:
+            out[k] = _to_numpy(v, k)
+        except FormatError as err:
+            raise FormatError(where, str(err).split(": ", 1)[1]) from None
+    return out
 
 
 def write_state_dict(state, path, metadata=None, versions=None):
@@ -221,8 +352,24 @@ def has_sidecar(path):
 
 # -- the format interface ------------------------------------------------------------------------
 
+def expect_layout(spec, where):
+    """``expect`` for :func:`read_state_dict`: the declared keys, shapes and dtypes against the spec's layout."""
+    entries, counters = layout(spec)
+    expected = {key: tshape for _, key, _, tshape in entries}
+    names = {key: name for name, key, _, _ in entries}
+    optional = set(counters)
+
+    def check(declared):
+        common.check_declared(where, {k: v for k, v in declared.items() if k not in optional}, expected, names)
+        bad = [f"{k}: {shape} {dtype}, expected an integer scalar" for k, (shape, dtype) in declared.items()
+               if k in optional and (int(np.prod(shape)) != 1 or not dtype.startswith(("int", "uint")))]
+        if bad:
+            raise FormatError(where, *bad)
+    return check
+
+
 def read(path, spec):
-    return to_canonical(read_state_dict(path), spec, where=str(path))
+    return to_canonical(read_state_dict(path, expect=expect_layout(spec, str(path))), spec, where=str(path))
 
 
 def write(weights, path, spec, metadata, sidecar_path=None):

@@ -28,7 +28,6 @@ A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an e
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -230,20 +229,28 @@ def to_canonical(foreign, spec, table, library, where=None):
     """Foreign ``{key: array}`` -> canonical float32 weights; one WeightError lists every problem."""
     where = where or f"{library} state_dict"
     entries, bn_prefixes = name_table(spec, table, library)
-    expected = {e.foreign: e for e in entries}
     optional = {f"{p}.{NUM_BATCHES_TRACKED}" for p in bn_prefixes}
-    missing = [f"{e.foreign} (canonical {e.canonical})" for e in entries if e.foreign not in foreign]
-    unexpected = [k for k in foreign if k not in expected and k not in optional]
-    mismatched = [(f"{k} (canonical {expected[k].canonical})", tuple(np.shape(v)), expected[k].foreign_shape)
-                  for k, v in foreign.items() if k in expected and tuple(np.shape(v)) != expected[k].foreign_shape]
-    mismatched += [(k, tuple(np.shape(v)), ()) for k, v in foreign.items() if k in optional and np.size(v) != 1]
-    if missing or unexpected or mismatched:
-        raise WeightError(f"{where} for {spec.name}", missing, unexpected, mismatched)
+    _check_names({k: tuple(np.shape(v)) for k, v in foreign.items()}, entries, optional, spec, where)
+    from ..formats import _common as common
+
+    common.check_floating(f"{where} for {spec.name}", {e.foreign: np.asarray(foreign[e.foreign]) for e in entries})
     out = {}
     for e in entries:
         array = _to_canonical_layout(np.asarray(foreign[e.foreign]), e.layout)
         out[e.canonical] = np.ascontiguousarray(array, dtype=np.float32)
     return out
+
+
+def _check_names(shapes, entries, optional, spec, where):
+    """One WeightError listing every missing, unexpected and mis-shaped key of ``{key: shape}``."""
+    expected = {e.foreign: e for e in entries}
+    missing = [f"{e.foreign} (canonical {e.canonical})" for e in entries if e.foreign not in shapes]
+    unexpected = [k for k in shapes if k not in expected and k not in optional]
+    mismatched = [(f"{k} (canonical {expected[k].canonical})", tuple(v), expected[k].foreign_shape)
+                  for k, v in shapes.items() if k in expected and tuple(v) != expected[k].foreign_shape]
+    mismatched += [(k, tuple(v), ()) for k, v in shapes.items() if k in optional and int(np.prod(v)) != 1]
+    if missing or unexpected or mismatched:
+        raise WeightError(f"{where} for {spec.name}", missing, unexpected, mismatched)
 
 
 def from_canonical(canonical, spec, table, library):
@@ -263,67 +270,35 @@ def from_canonical(canonical, spec, table, library):
 
 # -- files -----------------------------------------------------------------------------------------
 
-def _tensor_to_numpy(value):
-    import torch
+def expect_names(spec, table, library, where):
+    """``expect`` for ``formats.torch.read_state_dict``: what a file declares (``{key: (shape, dtype)}``)
+    against the library's names, shapes and dtypes, checked before any tensor data is read."""
+    from ..formats import _common as common
+    from ..formats._errors import FormatError
 
-    value = value.detach().cpu()
-    if value.dtype == torch.bfloat16:  # numpy has no bfloat16
-        value = value.float()
-    return value.numpy()
-
-
-def _unwrap(obj, path):
-    """The state_dict inside a checkpoint: the dict itself, or under 'state_dict' / 'model'."""
-    import torch
-
-    if not isinstance(obj, dict):
-        raise WeightError(path, other=[f"holds a {type(obj).__name__}, expected a state_dict (a dict of tensors)"])
-    if not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in _WRAPPER_KEYS:
-            if isinstance(obj.get(key), dict):
-                return _unwrap(obj[key], f"{path}['{key}']")
-        raise WeightError(path, other=[f"no tensors and none of {list(_WRAPPER_KEYS)}: keys {sorted(map(str, obj))[:8]}"])
-    if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):  # (Distributed)DataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
+    def check_declared(declared):
+        entries, bn_prefixes = name_table(spec, table, library)
+        optional = {f"{p}.{NUM_BATCHES_TRACKED}" for p in bn_prefixes}
+        _check_names({k: shape for k, (shape, _) in declared.items()}, entries, optional, spec, where)
+        bad = [f"tensor {e.foreign} has dtype {declared[e.foreign][1]}, expected a floating dtype of "
+               f"{'/'.join(common.FLOAT_DTYPES)}" for e in entries if declared[e.foreign][1] not in common.FLOAT_DTYPES]
+        if bad:
+            raise FormatError(where, *bad[:8], *([f"and {len(bad) - 8} more"] if len(bad) > 8 else []))
+    return check_declared
 
 
-def read_state_dict(path):
+def read_state_dict(path, spec=None, table=None, library=None):
     """``{key: numpy array}`` from a PyTorch checkpoint (``.pth``/``.pt``/``.bin``: torch.load with
-    ``weights_only=True``, which refuses any pickled code) or a ``.safetensors`` file."""
-    import torch
+    ``weights_only=True``, which refuses any pickled code) or a ``.safetensors`` file.
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightError(str(path), other=["no such file"])
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    The one state_dict reader, ``weight_transfer.formats.torch.read_state_dict`` (what ``crossframe
+    convert`` runs); with ``spec``, what the file declares is checked against the library's names
+    before any tensor data is read.
+    """
+    from ..formats import torch as torch_format
 
-        try:
-            tensors = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
-            raise WeightError(str(path), other=[f"not a readable safetensors file ({err})"]) from None
-        return {k: _tensor_to_numpy(v) for k, v in tensors.items()}
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        if any("weights only load failed" in line.lower() for line in lines):
-            # torch's restricted unpickler met a global that is no tensor type: nothing was called
-            what = next((line for line in lines if "Unsupported" in line or "GLOBAL" in line), lines[0])
-            raise WeightError(str(path), other=[
-                f"refused: the file pickles objects other than tensors, which could run code (nothing was "
-                f"run; read it only with code you trust): {what}"]) from None
-        raise WeightError(str(path), other=[f"not a readable PyTorch checkpoint ({lines[0] if lines else err!r})"]) \
-            from None
-    except Exception as err:  # truncated or corrupt: torch raises RuntimeError, EOFError, zip errors...
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightError(str(path), other=[f"not a readable PyTorch checkpoint ({text})"]) from None
-    state = _unwrap(obj, str(path))
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise WeightError(str(path), other=[f"{k}: a {type(state[k]).__name__}, expected a tensor" for k in bad])
-    return {k: _tensor_to_numpy(v) for k, v in state.items()}
+    expect = None if spec is None else expect_names(spec, table, library, str(path))
+    return torch_format.read_state_dict(path, expect=expect)
 
 
 def module_versions(build):
@@ -409,7 +384,12 @@ class StateDictLibrary:
         """Canonical weights from the library's checkpoint: a ``.pth``/``.pt``/``.bin`` state_dict (read
         with ``torch.load(weights_only=True)``; a training checkpoint's ``'state_dict'`` is used) or a
         ``.safetensors`` file."""
-        return self.to_canonical(read_state_dict(path), spec, where=str(path))
+        return self.to_canonical(self.read_state_dict(path, spec), spec, where=str(path))
+
+    def read_state_dict(self, path, spec):
+        """The file's ``{key: array}`` (``formats.torch.read_state_dict``, the reader ``convert`` runs),
+        its declared names, shapes and dtypes checked against ``spec`` before any data is read."""
+        return read_state_dict(path, spec, self.table, self.library)
 
     def write(self, canonical, path, spec, metadata=None):
         """A state_dict file, atomically: ``torch.save`` of the state_dict (with the module versions

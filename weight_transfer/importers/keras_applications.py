@@ -295,20 +295,33 @@ def to_canonical(foreign, spec, where="keras-applications weights"):
     shapes = {t.name: tuple(t.shape) for t in spec.tensors()}
     if [c for c, _, _ in table] != list(shapes):
         raise ValueError(f"{spec.name}: the Keras name table is out of step with spec.tensors()")
-    want = foreign_names(spec)
-    missing = [k for k in want if k not in foreign]
-    unexpected = [k for k in foreign if k not in want]
-    mismatched = [(k, tuple(np.shape(foreign[k])), want[k]) for k in want
-                  if k in foreign and tuple(np.shape(foreign[k])) != want[k]]
-    other = []
-    if "normalization/mean" in want and not any(k in missing for k in _NORMALIZATION[:2]):
+    want = _check_names({k: tuple(np.shape(v)) for k, v in foreign.items()}, spec, where)
+    bad = [f"tensor {k} has dtype {np.asarray(foreign[k]).dtype.name}, expected a floating dtype"
+           for k in want if k != "normalization/count"
+           and not np.issubdtype(np.asarray(foreign[k]).dtype, np.floating)
+           and str(np.asarray(foreign[k]).dtype) != "bfloat16"]
+    if bad:
+        raise WeightError(where, other=bad[:8])
+    if "normalization/mean" in want:
         other = _check_normalization(foreign, spec)
-    if missing or unexpected or mismatched or other:
-        raise WeightError(where, missing, unexpected, mismatched, other)
+        if other:
+            raise WeightError(where, other=other)
     out = {canonical: _to_canonical_array(np.asarray(foreign[key]), layout, shapes[canonical])
            for canonical, key, layout in table}
     check(spec, out, where=where)
     return out
+
+
+def _check_names(shapes, spec, where):
+    """One WeightError listing every missing, unexpected and mis-shaped key of ``{key: shape}``; the
+    expected ``{key: shape}`` otherwise."""
+    want = foreign_names(spec)
+    missing = [k for k in want if k not in shapes]
+    unexpected = [k for k in shapes if k not in want]
+    mismatched = [(k, tuple(shapes[k]), want[k]) for k in want if k in shapes and tuple(shapes[k]) != want[k]]
+    if missing or unexpected or mismatched:
+        raise WeightError(where, missing, unexpected, mismatched)
+    return want
 
 
 def from_canonical(canonical, spec):
@@ -333,12 +346,21 @@ _CLASS_VARS = {  # Keras 3 saves a layer's variables as vars/0, vars/1 ... in th
 
 
 def _dataset(ds):
-    a = np.asarray(ds)
-    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # Keras stores bfloat16 as opaque 2-byte values
+    a = np.asarray(ds[()])
+    if ds.dtype.itemsize == 2 and ds.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # opaque 2-byte values
         import ml_dtypes
 
         a = a.view(ml_dtypes.bfloat16)
     return a
+
+
+def _lazy(obj, key):
+    """The dataset itself (read later, once its declared shape and dtype have been checked)."""
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{key}: a {type(obj).__name__}, expected a dataset")
+    return obj
 
 
 def _class_of(group_name):
@@ -371,10 +393,10 @@ def _read_keras3(f, spec, path):
         for key in sorted(vars_group, key=lambda k: int(k) if k.isdigit() else 1 << 30):
             i = int(key) if key.isdigit() else -1
             var = var_names[i] if 0 <= i < len(var_names) else f"vars/{key}"
-            out[f"{layer_name}/{var}"] = _dataset(vars_group[key])
+            out[f"{layer_name}/{var}"] = _lazy(vars_group[key], f"{layer_name}/{var}")
     own = f.get("vars")
     for key in (own or {}):
-        out[f"<model>/vars/{key}"] = _dataset(own[key])
+        out[f"<model>/vars/{key}"] = _lazy(own[key], f"<model>/vars/{key}")
     return out
 
 
@@ -406,7 +428,7 @@ def _read_legacy(f):
             var = weight_name.split("/")[-1].split(":")[0]
             var = "kernel" if var == "depthwise_kernel" else var
             key_layer = "normalization" if re.fullmatch(r"normalization(_\d+)?", layer_name) else layer_name
-            out[f"{key_layer}/{var}"] = _dataset(group[weight_name])
+            out[f"{key_layer}/{var}"] = _lazy(group[weight_name], f"{key_layer}/{var}")
     return out
 
 
@@ -429,32 +451,51 @@ def _group_names(spec):
 
 
 def read_foreign(path, spec=None):
-    """``{'<keras layer>/<variable>': array}`` of a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file."""
-    import h5py
+    """``{'<keras layer>/<variable>': array}`` of a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file.
+
+    Opened by the ``keras`` format's ``open_h5`` (what ``crossframe convert`` runs): regular files
+    only, a ``.keras`` archive's member read with a cap, no HDF5 link or storage outside the file.
+    With ``spec``, the declared shapes and dtypes are checked before any dataset is read.
+    """
+    from ..formats import _common as common
+    from ..formats import keras as keras_format
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightError(str(path), other=["no such file"])
-    try:
-        if zipfile.is_zipfile(path):  # .keras: read model.weights.h5 from the archive, nothing else
-            with zipfile.ZipFile(path) as archive:
-                if "model.weights.h5" not in archive.namelist():
-                    raise WeightError(str(path), other=["a zip archive without model.weights.h5 (not a .keras file)"])
-                source = io.BytesIO(archive.read("model.weights.h5"))
-        else:
-            source = str(path)
-        with h5py.File(source, "r") as f:
+    where = str(path)
+    cap = None if spec is None else common.expected_nbytes(spec) + (64 << 20)
+    with keras_format.open_h5(path, cap) as f:
+        try:
             if "layers" in f:
-                return _read_keras3(f, spec, path)
-            if _is_legacy(f):
-                return _read_legacy(f)
-            raise WeightError(str(path), other=["an HDF5 file that holds no Keras weights (no 'layers' group, "
+                datasets = _read_keras3(f, spec, path)
+            elif _is_legacy(f):
+                datasets = _read_legacy(f)
+            else:
+                raise WeightError(where, other=["an HDF5 file that holds no Keras weights (no 'layers' group, "
                                                 "no 'layer_names' attribute)"])
-    except WeightError:
-        raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError) as err:
-        raise WeightError(str(path), other=[f"not a readable Keras weights file ({type(err).__name__}: {err})"]) \
-            from None
+            if spec is not None:
+                _check_declared(datasets, spec, where)
+            size = path.stat().st_size
+            for key, ds in datasets.items():
+                keras_format.check_dataset_storage(ds, key, where, size)
+            return {key: _dataset(ds) for key, ds in datasets.items()}
+        except WeightError:
+            raise
+        except Exception as err:  # odd files: a missing group, an attribute of another type ...
+            raise WeightError(where, other=[f"not a readable Keras weights file ({type(err).__name__}: "
+                                            f"{' '.join(str(err).split())[:300]})"]) from None
+
+
+def _check_declared(datasets, spec, where):
+    """Names, shapes and dtypes the datasets declare, against ``spec``, before reading any of them."""
+    from ..formats import _common as common
+    from ..formats import keras as keras_format
+
+    _check_names({k: tuple(ds.shape or ()) for k, ds in datasets.items()}, spec, where)
+    bad = [f"tensor {k} has dtype {keras_format.declared_dtype(ds)}, expected a floating dtype of "
+           f"{'/'.join(common.FLOAT_DTYPES)}" for k, ds in datasets.items()
+           if k != "normalization/count" and keras_format.declared_dtype(ds) not in common.FLOAT_DTYPES]
+    if bad:
+        raise WeightError(where, other=bad[:8])
 
 
 def read(path, spec):

@@ -83,5 +83,6 @@ name_table = _API.name_table
 to_canonical = _API.to_canonical
 from_canonical = _API.from_canonical
 read = _API.read
+read_state_dict = _API.read_state_dict
 write = _API.write
 module_versions = _API.module_versions
