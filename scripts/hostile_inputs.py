@@ -60,7 +60,7 @@ class Result:
     @property
     def passed(self):
         return (self.status == self.case.expect and not self.traceback and not self.touched
-                and self.rss_mb * (1 << 20) < MEMORY_CAP_BYTES)
+                and not self.rss_mb * (1 << 20) > MEMORY_CAP_BYTES)
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -361,13 +361,22 @@ def run_case(case):
         argv = case.make(d)
         before = _snapshot(d)
         hide = "".join(f"sys.modules[{m!r}] = None\n" for m in case.hide)
-        code = f"import sys\n{hide}from crossframe.cli import main\nsys.exit(main({argv!r}))\n"
+        # The child reports its own peak (VmHWM of its address space, which starts afresh at exec;
+        # getrusage's ru_maxrss would carry over this process's own size through fork and exec).
+        peak_file = d.parent / f"{d.name}.peak"
+        code = (f"import atexit, sys\n{hide}"
+                f"def _peak():\n"
+                f"    for line in open('/proc/self/status'):\n"
+                f"        if line.startswith('VmHWM:'):\n"
+                f"            open({str(peak_file)!r}, 'w').write(line.split()[1])\n"
+                f"atexit.register(_peak)\n"
+                f"from crossframe.cli import main\nsys.exit(main({argv!r}))\n")
         with open(d.parent / f"{d.name}.out", "w+") as out_f, open(d.parent / f"{d.name}.err", "w+") as err_f:
             started = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-c", code], cwd=d, env=_env(), stdout=out_f, stderr=err_f)
-            status, rusage, hung, signalled = None, None, False, False
-            while True:  # os.wait4: this child's own peak RSS, not the setup's
-                pid, raw_status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            status, hung, signalled = None, False, False
+            while True:
+                pid, raw_status = os.waitpid(proc.pid, os.WNOHANG)
                 elapsed = time.perf_counter() - started
                 if pid:
                     status = os.waitstatus_to_exitcode(raw_status)
@@ -379,7 +388,7 @@ def run_case(case):
                 if elapsed > TIME_LIMIT_S:
                     hung = True
                     proc.kill()
-                    _, _, rusage = os.wait4(proc.pid, 0)
+                    os.waitpid(proc.pid, 0)
                     break
                 time.sleep(0.05)
             proc.returncode = status if status is not None else -9
@@ -388,7 +397,9 @@ def run_case(case):
             err = err_f.read()
         os.unlink(d.parent / f"{d.name}.out")
         os.unlink(d.parent / f"{d.name}.err")
-        rss_mb = rusage.ru_maxrss / 1024
+        rss_mb = float(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
+        if peak_file.exists():
+            peak_file.unlink()
         after = _snapshot(d)
         allowed = lambda name: any(name == o or name.startswith(o + "/") for o in case.outputs)  # noqa: E731
         touched = sorted({n for n in set(before) | set(after) if before.get(n) != after.get(n) and not allowed(n)})
@@ -408,7 +419,7 @@ def table(results):
         status = "hang" if r.status is None else str(r.status)
         touched = ", ".join(r.touched) if r.touched else "none"
         rows.append(f"| {r.case.klass} | {r.case.example} | {status} | `{line}` | {touched} | "
-                    f"{r.rss_mb:.0f} MB | {r.seconds:.1f} s | {'ok' if r.passed else 'FAIL'} |")
+                    f"{'-' if r.rss_mb != r.rss_mb else f'{r.rss_mb:.0f} MB'} | {r.seconds:.1f} s | {'ok' if r.passed else 'FAIL'} |")
     return "\n".join(rows)
 
 
