@@ -189,6 +189,11 @@ def huge_width(doc):
     return None
 
 
+def summary_of(mutate):
+    """A case's argv: ``crossframe summary`` of the dsconv_cnn family file changed by ``mutate``."""
+    return lambda d: ["summary", "--variant", ARCH, str(spec_file(d, mutate))]
+
+
 def raw(text_of):
     def mutate(doc):
         return text_of(json.dumps(doc))
@@ -287,26 +292,26 @@ def cases():
         Case("keras-zip-bomb", "resources", "`.keras` archive whose weights member inflates to 8 GiB",
              lambda d: convert(bomb_keras_zip(d), d / "out.safetensors", "keras", "canonical")),
         Case("spec-var-chain", "resources", "spec whose `$var`s double 60 times",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, var_chain))]),
+             summary_of(var_chain)),
         Case("spec-huge", "resources", "spec of a 3,000,000-channel conv (billions of parameters)",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, huge_width))]),
+             summary_of(huge_width)),
         Case("fifo", "resources", "a FIFO as SRC",
              lambda d: convert(fifo(d), d / "out.weights.h5", "canonical", "keras")),
         Case("dev-zero", "resources", "`/dev/zero` as SRC",
              lambda d: convert(Path("/dev/zero"), d / "out.weights.h5", "torch", "keras")),
         Case("spec-infinity", "clear error", "spec with `\"eps\": Infinity`",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, raw(lambda t: t.replace('"eps": 1e-05', '"eps": Infinity'))))]),
+             summary_of(raw(lambda t: t.replace('"eps": 1e-05', '"eps": Infinity')))),
         Case("spec-nan", "clear error", "spec with `\"momentum\": NaN`",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, raw(lambda t: t.replace('"momentum": 0.1', '"momentum": NaN'))))]),
+             summary_of(raw(lambda t: t.replace('"momentum": 0.1', '"momentum": NaN')))),
         Case("spec-1e400", "clear error", "spec with a number of 400 digits",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, raw(lambda t: t.replace('"num_classes": 10',
-                                                                         '"num_classes": 1' + "0" * 400))))]),
+             summary_of(raw(lambda t: t.replace('"num_classes": 10',
+                                                                         '"num_classes": 1' + "0" * 400)))),
         Case("spec-string", "clear error", "spec with a string where a number goes",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, raw(lambda t: t.replace('"num_classes": 10',
-                                                                         '"num_classes": "ten"'))))]),
+             summary_of(raw(lambda t: t.replace('"num_classes": 10',
+                                                                         '"num_classes": "ten"')))),
         Case("spec-deep", "clear error", "spec JSON nested 10,000 deep",
-             lambda d: ["summary", "--variant", ARCH, str(spec_file(d, raw(lambda t: t.replace('"vars": {', '"deep": ' + "[" * 10000
-                                                                         + "]" * 10000 + ', "vars": {'))))]),
+             summary_of(raw(lambda t: t.replace('"vars": {', '"deep": ' + "[" * 10000
+                                                                         + "]" * 10000 + ', "vars": {')))),
         Case("random-pt", "clear error", "4 KB of random bytes as a `.pt`",
              lambda d: convert(random_pt(d), d / "out.safetensors", "torch", "canonical")),
         Case("float8", "clear error", "a `.pt` state_dict of float8 tensors",
