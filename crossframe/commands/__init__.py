@@ -35,6 +35,7 @@ COMMANDS = [
     "convert",
     "train",
     "bench",
+    "export",
 ]
 
 

@@ -1,0 +1,299 @@
+"""Deployment export: one network, from any checkpoint format, to ONNX, LiteRT (TFLite), SavedModel,
+StableHLO or a torch.export program, each artifact verified by its own runtime against the source.
+
+    from crossframe import export_model
+    report = export_model("mobilenet_v2_100", "mnv2.pth", "torchvision", "tflite", "mnv2.tflite")
+
+Each target comes from the renderer whose layout its runtime wants (DESIGN.md, "Deploy from the
+native rendering"): ONNX and ``.pt2`` from ``torch_impl`` (NCHW input), LiteRT and SavedModel from
+``tf_impl`` (NHWC), StableHLO from ``jax_impl`` (NHWC). The batch dimension is dynamic unless
+``batch`` fixes it. Verification (on by default) runs the staged artifact in a fresh process
+(``python -m crossframe.deploy.verify``) and compares its logits with the source framework's model
+on seeded random inputs; the artifact is renamed into place only when the error is inside the band,
+so a failed export leaves no file. See docs/EXPORT.md. Importing this package imports no framework.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from archspec.errors import ConfigError, CrossframeError
+
+from .targets import TARGETS
+
+QUANTIZATIONS = ("none", "float16", "dynamic-int8", "int8")
+TOLERANCE = 1e-5        # float32 targets: rel <= max(TOLERANCE, FLOOR_FACTOR x float32-vs-float64 floor)
+# Quantized targets: (rel band, least top-1 agreement with the float32 source on TOP1_INPUTS inputs).
+# Measured on calibrated random weights (docs/EXPORT.md has the numbers and the command).
+QUANTIZED_BANDS = {"float16": (1e-2, 1.0), "dynamic-int8": (0.1, 0.75), "int8": (0.15, 0.75)}
+SEED = 0
+VERIFY_BATCHES = (3, 1)  # two batch sizes, neither the traced example's (2): the batch really is dynamic
+TOP1_INPUTS = 16
+CALIBRATION = 32
+
+__all__ = ["export_model", "TARGETS", "QUANTIZATIONS", "ExportError", "VerificationError", "read_metadata"]
+
+
+class ExportError(ConfigError):
+    """Bad export input: an unknown target, a quantization the target lacks, a batch size..."""
+
+
+class VerificationError(CrossframeError):
+    """The exported artifact does not reproduce its source within the band; nothing was written."""
+
+
+def read_metadata(target, path):
+    """The provenance recorded in (or beside) an exported artifact: rel error, band, source SHA-256..."""
+    from .targets import read_metadata as read
+
+    return read(target, path)
+
+
+def _check_args(target, quantize, batch, calibration):
+    if target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
+    if quantize not in TARGETS[target].quantize:
+        raise ExportError(f"target {target} offers no {quantize} quantization; it offers "
+                          f"{', '.join(TARGETS[target].quantize)}")
+    if batch in (None, "dynamic"):
+        batch = None
+    else:
+        try:
+            batch = int(batch)
+        except (TypeError, ValueError):
+            raise ExportError(f"batch {batch!r}: expected a positive integer or 'dynamic'") from None
+        if batch < 1:
+            raise ExportError(f"batch {batch}: expected a positive integer or 'dynamic'")
+    if not isinstance(calibration, int) or calibration < 1:
+        raise ExportError(f"calibration {calibration!r}: expected a positive number of inputs")
+    return batch
+
+
+def _claim(target, out, overwrite):
+    from weight_transfer import outputs
+    from weight_transfer.formats import _common as common
+
+    from .targets import savedmodel_is_ours
+
+    t = TARGETS[target]
+    kind = outputs.DIRECTORY if t.directory else outputs.FILE
+    path = outputs.claim(out, overwrite=overwrite, kind=kind, ours=savedmodel_is_ours if t.directory else None,
+                         what="OUT", flag="--overwrite (overwrite=True)")
+    if t.sidecar:
+        outputs.claim(common.sidecar(path), overwrite=overwrite, what="OUT's metadata sidecar",
+                      flag="--overwrite (overwrite=True)")
+    return path
+
+
+def _spec(arch, input_size, overrides=None):
+    import archspec
+    from archspec import ir
+
+    if isinstance(arch, ir.Spec):
+        if overrides:
+            raise ExportError("spec overrides need a spec name, not a resolved spec")
+        return arch
+    kwargs = {**({"input_size": input_size} if input_size else {}), **(overrides or {})}
+    return archspec.load(arch, **kwargs)
+
+
+def _rel(ref, out):
+    import numpy as np
+
+    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+    if ref.shape != out.shape:
+        raise VerificationError(f"the artifact returned logits of shape {out.shape}, expected {ref.shape}")
+    diff = float(np.max(np.abs(ref - out)))
+    if not math.isfinite(diff):
+        return float("inf")
+    scale = float(np.max(np.abs(ref)))
+    return diff / scale if scale > 0 else diff
+
+
+def _run_artifact(target, path, xs, timeout=900):
+    """Logits and op counts of the artifact at ``path``, run by its own runtime in a fresh process."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="crossframe-verify-") as tmp:
+        inputs, result = Path(tmp, "inputs.npz"), Path(tmp, "result.npz")
+        np.savez(inputs, **{f"x{i}": x for i, x in enumerate(xs)})
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.run([sys.executable, "-m", "crossframe.deploy.verify", target, str(path), str(inputs),
+                               str(result)], capture_output=True, text=True, env=env, timeout=timeout)
+        if proc.returncode != 0 or not result.exists():
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[-400:]
+            raise VerificationError(f"the {target} artifact did not run in its runtime (exit {proc.returncode}): "
+                                    f"{tail}; nothing written")
+        with np.load(result) as data:
+            ys = [data[f"y{i}"] for i in range(len(xs))]
+            ops = json.loads(str(data["ops"]))
+    return ys, ops
+
+
+def _floor(spec, weights, x):
+    """PyTorch float32 against float64 on ``x``: the network's own rounding floor (NaN without torch)."""
+    from archspec.frameworks import installed
+
+    if not installed("torch"):
+        return float("nan")
+    import numpy as np
+    import torch
+
+    from .targets import build_model
+
+    model, run32 = build_model("torch", spec, weights)
+    model64 = model.double()
+    with torch.no_grad():
+        y64 = model64(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).double()).numpy()
+    model.float()
+    return _rel(y64, run32(x))
+
+
+def _to_layout(layout, x):
+    import numpy as np
+
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NCHW" else np.ascontiguousarray(x)
+
+
+def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch="dynamic", quantize="none",
+                 calibration=CALIBRATION, verify=True, overwrite=False, input_size=None, seed=SEED,
+                 onnx_exporter="dynamo", _export_overrides=None, _target_options=None):
+    """Export network ``arch`` with the checkpoint ``weights`` (format ``fmt``) to ``target`` at ``out``.
+
+    ``arch``: a variant name, a registered library name or an ``archspec.ir.Spec``; ``weights`` and
+    ``fmt`` as ``crossframe convert`` reads them (``weights=None``: seeded random weights with
+    BN statistics calibrated on a random batch, ``crossframe.parity.calibrate``). ``target``: one
+    of :data:`TARGETS`. ``batch``: ``"dynamic"`` or a fixed size. ``quantize``: ``none``,
+    ``float16``, ``dynamic-int8`` or ``int8`` where the target offers it (``calibration`` inputs
+    for int8). ``verify`` (default): run the artifact in a fresh process with its own runtime and
+    refuse it (no file) outside the band. ``_export_overrides``: tests only, archspec overrides for
+    the exported model alone (a planted fault the verification must catch); ``_target_options``:
+    tests only, writer options (``{"freeze": False}``: a LiteRT graph with its variables unfrozen).
+
+    Returns a report: ``rel``, ``band``, ``floor``, ``top1_agreement``, ``ops``, ``bytes``, paths...
+    """
+    started = time.perf_counter()
+    batch = _check_args(target, quantize, batch, calibration)
+    if out is None:
+        raise ExportError("no output path given")
+    if weights is not None and fmt is None:
+        raise ExportError("the weights' format is needed (fmt=, --format)")
+    t = TARGETS[target]
+    if target == "torch-export" and not str(out).endswith(".pt2"):
+        raise ExportError(f"OUT {out}: a torch.export program must be named *.pt2 (torch.export.save refuses "
+                          "other names)")
+    out = _claim(target, out, overwrite)
+    spec = _spec(arch, input_size)
+    export_spec = _spec(arch, input_size, _export_overrides) if _export_overrides else spec
+
+    from archspec.frameworks import import_in_order, installed
+
+    needed = {t.framework} | ({"torch"} if installed("torch") and verify and quantize == "none" else set())
+    import_in_order(needed)
+    import numpy as np
+
+    from weight_transfer.formats import _common as common
+
+    if weights is None:
+        from crossframe.parity.calibrate import calibrated_weights
+
+        canonical = calibrated_weights(spec, seed=seed)
+        source = {"source": f"random weights, seed {seed}, BN calibrated", "source_sha256": None}
+    else:
+        from weight_transfer.convert import read_canonical
+
+        canonical = read_canonical(weights, fmt, spec)
+        source = {"source": str(Path(weights).name), "source_format": fmt,
+                  "source_sha256": common.sha256_path(weights)}
+    if export_spec is not spec:
+        from weight_transfer.canonical import check
+
+        check(export_spec, canonical, where="weights for the exported model")
+
+    h, w, c = spec.input_shape
+    rng = np.random.default_rng(seed)
+    if quantize == "none":
+        sizes = (batch,) if batch else VERIFY_BATCHES
+    else:
+        per = batch or TOP1_INPUTS
+        sizes = (per,) * math.ceil(TOP1_INPUTS / per)
+    xs = [rng.standard_normal((n, h, w, c)).astype(np.float32) for n in sizes]
+    calib = np.random.default_rng(seed + 7).standard_normal((calibration, h, w, c)).astype(np.float32)
+
+    timings = {}
+    with common.Staged(out, sidecar=t.sidecar) as staged:
+        tick = time.perf_counter()
+        if t.directory:
+            staged.path.mkdir()
+        options = {"onnx_exporter": onnx_exporter, **(_target_options or {})}
+        from .targets import WRITERS
+
+        WRITERS[target](export_spec, canonical, staged.path, batch, quantize, calib, options)
+        timings["export"] = time.perf_counter() - tick
+        report = {"target": target, "out": str(out), "arch": spec.name, "spec_hash": spec.spec_hash,
+                  "input_layout": t.layout, "framework": t.framework,
+                  "input_shape": [batch or "batch", *((c, h, w) if t.layout == "NCHW" else (h, w, c))],
+                  "batch": batch or "dynamic", "quantize": quantize, "verified": False, "rel": None,
+                  "band": None, "floor": None, "top1_agreement": None, "ops": None, **source}
+        if target == "onnx":
+            report["onnx_exporter"] = "torch.onnx.export(dynamo=True)" if onnx_exporter == "dynamo" \
+                else "torch.onnx.export(dynamo=False) (TorchScript)"
+        if verify:
+            tick = time.perf_counter()
+            from .targets import build_model
+
+            _, source_run = build_model(t.framework, spec, canonical)
+            refs = [source_run(x) for x in xs]
+            ys, ops = _run_artifact(target, staged.path, [_to_layout(t.layout, x) for x in xs])
+            rel = max(_rel(r, y) for r, y in zip(refs, ys))
+            if quantize == "none":
+                from crossframe.parity.harness import band as parity_band
+
+                floor = _floor(spec, canonical, xs[0]) if installed("torch") else float("nan")
+                band, agreement, need = parity_band(TOLERANCE, floor), None, None
+            else:
+                floor = None
+                band, need = QUANTIZED_BANDS[quantize]
+                agreement = float(np.mean(np.concatenate([r.argmax(-1) == y.argmax(-1) for r, y in zip(refs, ys)])))
+            timings["verify"] = time.perf_counter() - tick
+            report.update(rel=rel, band=band, floor=floor, top1_agreement=agreement, ops=ops)
+            failed = not rel <= band or (need is not None and agreement < need)
+            if failed:
+                what = f"rel {rel:.2e} > band {band:.1e}" if not rel <= band else \
+                    f"top-1 agreement {agreement:.2f} < {need:.2f}"
+                raise VerificationError(
+                    f"{target} export of {spec.name} failed verification: {what} against the {t.framework} "
+                    f"source ({quantize}); nothing written to {out}")
+            report["verified"] = True
+        metadata = {"crossframe_version": common.crossframe_version(), "crossframe_export": target,
+                    **{k: report[k] for k in ("arch", "spec_hash", "input_layout", "input_shape", "batch",
+                                              "quantize", "verified", "rel", "band", "floor", "top1_agreement",
+                                              "source", "source_sha256")},
+                    **({"source_format": fmt} if fmt else {})}
+        from .targets import stamp
+
+        where = stamp(target, staged.path, metadata, options)
+        if where is None:
+            Path(staged.sidecar).write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+        written = staged.commit()
+    report["written"] = [str(p) for p in written]
+    report["metadata_in"] = "sidecar " + str(common.sidecar(out)) if where is None else \
+        {"onnx": "ONNX metadata_props['crossframe']", "tflite": "TFLite metadata buffer 'crossframe'",
+         "savedmodel": "assets/crossframe_export.json",
+         "torch-export": "extra file crossframe.json (torch.export.load(extra_files=...))"}[target]
+    report["bytes"] = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) if t.directory \
+        else Path(out).stat().st_size
+    timings["total"] = time.perf_counter() - started
+    report["seconds"] = timings
+    return report

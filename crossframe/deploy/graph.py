@@ -1,0 +1,62 @@
+"""Graph quality of exported artifacts: op counts, and what a clean mobile graph must not contain.
+
+A LiteRT graph rendered from the NHWC Keras model needs no TRANSPOSE, and every convolution's batch
+norm (and ReLU/ReLU6) folds into the CONV_2D / DEPTHWISE_CONV_2D op. :func:`tflite_problems` lists
+what breaks that: TRANSPOSE ops, variables left unfrozen, standalone activation ops after a
+convolution, and MUL/ADD/SUB with a constant operand right after a convolution (an unfolded BN).
+Reads the file with the LiteRT interpreter only (no TensorFlow import).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+_CONV = ("CONV_2D", "DEPTHWISE_CONV_2D")
+_BN_LIKE = ("MUL", "ADD", "SUB", "RSQRT")
+_FUSABLE_ACT = ("RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def _interpreter(path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tf_impl._tf import tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
+def tflite_ops(path):
+    """``Counter`` of op names in the LiteRT file at ``path``."""
+    return Counter(op["op_name"] for op in _interpreter(path)._get_ops_details())
+
+
+def tflite_problems(path):
+    """What keeps the LiteRT graph at ``path`` from being a clean NHWC, BN-folded graph (``[]``: none)."""
+    interpreter = _interpreter(path)
+    ops = interpreter._get_ops_details()
+    fed = {int(d["index"]) for d in interpreter.get_input_details()}
+    produced = {int(t) for op in ops for t in op["outputs"]}
+    consumers = {}
+    for op in ops:
+        for t in op["inputs"]:
+            consumers.setdefault(int(t), []).append(op)
+    problems = []
+    counts = Counter(op["op_name"] for op in ops)
+    if counts.get("TRANSPOSE"):
+        problems.append(f"{counts['TRANSPOSE']} TRANSPOSE op(s)")
+    if counts.get("VAR_HANDLE") or counts.get("READ_VARIABLE"):
+        problems.append("unfrozen variables (VAR_HANDLE/READ_VARIABLE)")
+    unfolded = Counter()
+    for op in ops:
+        if op["op_name"] not in _CONV:
+            continue
+        for out in op["outputs"]:
+            for nxt in consumers.get(int(out), []):
+                name = nxt["op_name"]
+                # a constant operand: a tensor no op produces and the caller does not feed
+                constant = any(int(t) >= 0 and int(t) not in produced and int(t) not in fed for t in nxt["inputs"])
+                if name in _FUSABLE_ACT or (name in _BN_LIKE and constant):
+                    unfolded[f"{op['op_name']} -> {name}"] += 1
+    problems += [f"{n} x {k} (not folded into the convolution)" for k, n in sorted(unfolded.items())]
+    return problems

@@ -1,0 +1,150 @@
+"""crossframe export (crossframe.deploy): five targets verified in a fresh process, graph quality,
+bad input and a planted fault. The broad sweeps (every family x target) are under -m heavy."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archspec.frameworks import installed
+
+ROOT = Path(__file__).resolve().parents[1]
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "", "stablehlo": ".stablehlo", "torch-export": ".pt2"}
+
+
+def _needs(*names):
+    missing = [n for n in names if not installed(n)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+
+
+def _export_deps():
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
+
+
+needs_all = pytest.mark.skipif(not (all(installed(n) for n in ("torch", "tf", "jax")) and _export_deps()),
+                               reason="needs torch, tf, jax, onnx, onnxruntime, onnxscript")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "crossframe", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _one_line_error(out, *words):
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crossframe: error:"), out.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+# -- bad input: one line, exit 2, no file (no framework needed) --------------------------------
+
+def test_bad_input_one_line_exit_2_no_file(tmp_path):
+    out = tmp_path / "m.onnx"
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnnx"), "unknown target", "onnnx")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnx", "--quantize", "int8"),
+                    "offers no int8")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "savedmodel", "--quantize", "float16"),
+                    "offers no float16")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    out.write_bytes(b"precious")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnx"), "exists", "--overwrite")
+    assert out.read_bytes() == b"precious"
+    foreign = tmp_path / "sm"
+    foreign.mkdir()
+    (foreign / "x").write_text("not ours")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(foreign), "--to", "savedmodel", "--overwrite"),
+                    "did not write")
+    assert (foreign / "x").read_text() == "not ours"
+
+
+def test_importing_crossframe_imports_no_framework():
+    code = ("import sys, crossframe, crossframe.deploy; f = crossframe.export_model\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'tensorflow', 'keras', 'jax', 'flax', 'onnx', 'onnxruntime', 'ai_edge_litert')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- one small network through every target ------------------------------------------------------
+
+NET, SIZE = "mobilenet_v2_035", 32  # a real BN + ReLU6 + residual network, small enough for the default suite
+
+
+@needs_all
+def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
+    """MobileNetV2 0.35 (32 px) from a canonical file to all five targets: verified by each runtime
+    in a fresh process at two batch sizes (dynamic batch), rel within the parity band, and the error,
+    band and the source file's SHA-256 readable back from the artifact's metadata (StableHLO:
+    OUT.json). Its LiteRT graph: no TRANSPOSE, every conv+BN+ReLU6 one CONV_2D/DEPTHWISE_CONV_2D op
+    (no MUL/ADD/SUB/RSQRT/RELU6 after a convolution), ADDs the residual additions only; its ONNX
+    graph: BN folded (no BatchNormalization)."""
+    import archspec
+    import weight_transfer
+    from archspec import ir
+    from crossframe.deploy import TARGETS, export_model, read_metadata
+    from crossframe.deploy.graph import tflite_ops, tflite_problems
+    from crossframe.parity.calibrate import calibrated_weights
+
+    spec = archspec.load(NET, input_size=SIZE)
+    src = tmp_path / "w.safetensors"
+    weight_transfer.save(calibrated_weights(spec), src, spec)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    reports = {}
+    for target in TARGETS:
+        out = tmp_path / f"m{SUFFIX[target]}" if target != "savedmodel" else tmp_path / "sm"
+        r = reports[target] = export_model(NET, src, "canonical", target, out, input_size=SIZE)
+        assert r["verified"] and r["rel"] <= r["band"] <= max(1e-5, 4 * r["floor"]) + 1e-12, r
+        assert r["batch"] == "dynamic" and r["input_shape"][0] == "batch"
+        assert r["input_layout"] == ("NCHW" if target in ("onnx", "torch-export") else "NHWC")
+        meta = read_metadata(target, out)
+        assert meta["source_sha256"] == sha and meta["rel"] == r["rel"] and meta["verified"], (target, meta)
+        assert meta["input_layout"] == r["input_layout"]
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a staged temporary was left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["w.safetensors", "m.onnx", "m.tflite", "sm", "m.stablehlo", "m.stablehlo.json", "m.pt2"])
+
+    convs = sum(1 for layer in spec.walk() if isinstance(layer, ir.ConvBNAct))
+    residual = sum(1 for layer in spec.walk() if isinstance(layer, ir.InvertedResidual) and layer.residual)
+    assert tflite_problems(tmp_path / "m.tflite") == []
+    ops = tflite_ops(tmp_path / "m.tflite")
+    assert ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == convs and ops["ADD"] == residual, ops
+    assert not {"MUL", "SUB", "RSQRT", "RELU6", "TRANSPOSE"} & set(ops), ops
+    onnx_ops = reports["onnx"]["ops"]
+    assert "BatchNormalization" not in onnx_ops and onnx_ops["Conv"] == convs and "Transpose" not in onnx_ops
+
+
+# -- planted faults: verification and the graph check must catch them ---------------------------
+
+@_needs("torch", "tf")
+def test_planted_bn_epsilon_fault_is_caught_and_leaves_no_file(tmp_path):
+    """The exported graph is built with BN epsilon 1e-3 instead of the spec's (the verifying
+    source keeps the spec's): verification refuses, and nothing is left at OUT."""
+    from crossframe.deploy import VerificationError, export_model
+
+    out = tmp_path / "m.tflite"
+    with pytest.raises(VerificationError, match="failed verification: rel"):
+        export_model(NET, None, None, "tflite", out, input_size=SIZE, _export_overrides={"bn_eps": 1e-3})
+    assert list(tmp_path.iterdir()) == []
+
+
+@_needs("tf")
+def test_graph_check_flags_unfrozen_variables_and_transposes(tmp_path):
+    """The LiteRT graph check can fail: a graph converted with its variables unfrozen, and
+    dsconv_cnn's flatten (NHWC flattened in PyTorch's (C, H, W) order needs one TRANSPOSE)."""
+    from crossframe.deploy import export_model
+    from crossframe.deploy.graph import tflite_problems
+
+    bad = tmp_path / "unfrozen.tflite"
+    export_model("dsconv_cnn", None, None, "tflite", bad, verify=False, _target_options={"freeze": False})
+    assert any("unfrozen" in p for p in tflite_problems(bad)), tflite_problems(bad)
+    flat = tmp_path / "flatten.tflite"
+    export_model("dsconv_cnn", None, None, "tflite", flat, verify=False)
+    assert tflite_problems(flat) == ["1 TRANSPOSE op(s)"]
