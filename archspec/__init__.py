@@ -9,7 +9,7 @@ from . import blocks, ir
 from .errors import ConfigError, CrossframeError, Interrupted, SpecError, SpecLimitError
 from .ir import Spec
 from .limits import Limits
-from .resolve import list_variants, load
+from .resolve import from_config, list_variants, load
 
-__all__ = ["CrossframeError", "ConfigError", "Interrupted", "SpecError", "SpecLimitError", "Limits", "Spec", "load",
+__all__ = ["CrossframeError", "ConfigError", "Interrupted", "SpecError", "SpecLimitError", "Limits", "Spec", "load", "from_config",
            "list_variants", "blocks", "ir"]

@@ -348,6 +348,8 @@ class Spec:
     layers: Tuple[Layer, ...]
     conventions: Tuple[Tuple[str, object], ...] = field(default=())
     spec_hash: str = ""
+    # The merged config it was resolved from, as sorted JSON (what spec_hash hashes): to_config().
+    config_json: str = field(default="", compare=False, repr=False)
 
     def tensors(self) -> Tuple[Tensor, ...]:
         return tuple(t for layer in self.layers for t in layer.tensors())
@@ -374,6 +376,12 @@ class Spec:
         """
         return replace(self, layers=tuple(_without_dropout(layer) for layer in self.layers))
 
+    def to_config(self) -> dict:
+        """A JSON-able dict that :func:`archspec.from_config` resolves back to this spec (same spec_hash)."""
+        import json
+        return {"name": self.name, "family": self.family, "spec_hash": self.spec_hash,
+                "config": json.loads(self.config_json) if self.config_json else None}
+
     def walk(self):
         """Every layer, blocks and their sub-layers, depth first, in execution order."""
         def rec(layer):
@@ -388,9 +396,36 @@ BLOCK_TYPES = (ConvBNAct, SqueezeExcite, DepthwiseSeparable, InvertedResidual, B
                ShuffleUnit, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
 
 
+def layer_to_dict(obj):
+    """A JSON-able dict of an IR layer (or any IR dataclass), nested; :func:`layer_from_dict` inverts it."""
+    from dataclasses import fields, is_dataclass
+    if is_dataclass(obj):
+        return {"ir": type(obj).__name__, **{f.name: layer_to_dict(getattr(obj, f.name)) for f in fields(obj)}}
+    if isinstance(obj, tuple):
+        return [layer_to_dict(v) for v in obj]
+    return obj
+
+
+def layer_from_dict(data):
+    """The IR object of :func:`layer_to_dict` (JSON lists become tuples again, as the IR keeps them)."""
+    if isinstance(data, dict):
+        name = data.get("ir")
+        cls = _IR_CLASSES.get(name)
+        if cls is None:
+            raise ValueError(f"not an archspec.ir class: {name!r}")
+        return cls(**{k: layer_from_dict(v) for k, v in data.items() if k != "ir"})
+    if isinstance(data, list):
+        return tuple(layer_from_dict(v) for v in data)
+    return data
+
+
 def _without_dropout(layer):
     if isinstance(layer, Dropout):
         return replace(layer, rate=0.0)
     if getattr(layer, "drop_path", 0.0):
         return replace(layer, drop_path=0.0)
     return layer
+
+
+_IR_CLASSES = {cls.__name__: cls for cls in globals().values()
+               if isinstance(cls, type) and hasattr(cls, "__dataclass_fields__") and cls.__module__ == __name__}

@@ -289,8 +289,9 @@ class _Resolver:
                 raise SpecError(f, f"$.input.{key}", c["input"][key], "a positive integer")
             if c["input"][key] > getattr(self.limits, limit):
                 raise _limit_error(f, f"$.input.{key}", c["input"][key], self.limits, limit)
-        if c["num_classes"] <= 0:
-            raise SpecError(f, "$.num_classes", c["num_classes"], "a positive integer")
+        if c["num_classes"] < 0:
+            raise SpecError(f, "$.num_classes", c["num_classes"],
+                            "a positive integer, or 0 for no classifier (pooled features)")
         _check_keys(c["conventions"], _CONVENTION_KEYS, f, "$.conventions")
         _check_keys(c["conventions"]["batch_norm"], _BN_KEYS, f, "$.conventions.batch_norm")
         eps = c["conventions"]["batch_norm"]["eps"]
@@ -398,12 +399,16 @@ class _Resolver:
                     self._account(one, jpath)
             layers.extend(new)
             shape = layers[-1].out_shape
+        if c["num_classes"] == 0:  # headless: the classifier was skipped; so is the dropout feeding it
+            while layers and isinstance(layers[-1], ir.Dropout):
+                layers.pop()
         conventions = (("padding", self.padding), ("conv_bias", self.conv_bias), ("batch_norm", self.bn))
-        digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+        config_json = json.dumps(c, sort_keys=True)
+        digest = hashlib.sha256(config_json.encode()).hexdigest()[:16]
         return ir.Spec(name=self.name, family=self.family, source=self.file,
                        input_shape=(c["input"]["size"], c["input"]["size"], c["input"]["channels"]),
                        num_classes=c["num_classes"], layers=tuple(layers), conventions=conventions,
-                       spec_hash=digest)
+                       spec_hash=digest, config_json=config_json)
 
     def _layer_conv_bn_act(self, layer, shape, jpath):
         where = (self.file, jpath)
@@ -437,6 +442,8 @@ class _Resolver:
         out = layer["out"]
         if out == "num_classes":
             out = self.config["num_classes"]
+            if out == 0:
+                return []
         elif isinstance(out, str):
             raise SpecError(self.file, f"{jpath}.out", out, "an integer or 'num_classes'")
         else:
@@ -808,6 +815,23 @@ def _blame_overrides(err, overrides):
             return
     given = ", ".join(f"{k}={_short(v, 40)}" for k, v in overrides.items())
     err._update(expected=f"{err.expected} (with override {given})")
+
+
+def from_config(config, *, limits=None) -> ir.Spec:
+    """The spec of ``Spec.to_config()`` (a Keras model's config carries it): resolved again from the
+    merged config, and refused unless it gives the same ``spec_hash``."""
+    where = "<spec config>"
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise SpecError(where, "$", _short(config, 60), "a dict from Spec.to_config() with a 'config' object")
+    for key in ("name", "family"):
+        if not isinstance(config.get(key), str):
+            raise SpecError(where, f"$.{key}", config.get(key), "a string")
+    family = {"family": config["family"], "base": config["config"], "variants": {config["name"]: {}}}
+    spec = load(family, limits=limits)
+    want = config.get("spec_hash")
+    if want is not None and spec.spec_hash != want:
+        raise SpecError(where, "$.spec_hash", want, f"the hash of its config ({spec.spec_hash})")
+    return spec
 
 
 def list_variants():

@@ -7,10 +7,14 @@ subcommand module being run (see ``crossframe/commands/__init__.py``).
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-    """``crossframe.export_model`` (crossframe.deploy), imported on first use: no framework before."""
-    if name == "export_model":
-        from .deploy import export_model
+_LAZY = {"create_model": "models", "read_checkpoint": "models", "export_model": "deploy"}
+__all__ = ["__version__", *_LAZY]
 
-        return export_model
+
+def __getattr__(name):
+    if name in _LAZY:  # lazily: importing crossframe imports no framework
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'crossframe' has no attribute {name!r}")

@@ -301,8 +301,8 @@ def test_missing_and_misshaped_weights_are_listed(small_file, tmp_path):
     with pytest.raises(WeightError) as info:
         ka.read(bad, spec)
     err = info.value
-    assert err.missing == ["conv_bn/beta"]
-    assert err.mismatched == [("logits/bias", (7,), (spec.num_classes,))]
+    assert err.missing == ["conv_bn/beta (canonical stem.bn.bias)"]
+    assert err.mismatched == [("logits/bias (canonical classifier.bias)", (7,), (spec.num_classes,))]
     assert "conv_bn/beta" in str(err) and "logits/bias" in str(err)
 
 

@@ -8,6 +8,8 @@ that ``import tf_impl; import tensorflow; import torchvision`` cannot crash: see
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 if "tensorflow" not in sys.modules:  # triton after TensorFlow crashes; before, every order is safe
@@ -30,8 +32,60 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
+def _register_network():
+    """Import ``network``, whose ``Network`` class registers itself with Keras (``crossframe>Network``),
+    so that ``keras.models.load_model`` finds it; True once done. Skipped while ``_tf`` is importing
+    Keras (that import registers it); False while TensorFlow is half imported (it imports Keras
+    itself) or when Keras runs on another backend (tf_impl is unusable there)."""
+    if "network" in globals() or f"{__name__}.network" in sys.modules:
+        return True
+    tf_mod = sys.modules.get(f"{__name__}._tf")
+    if tf_mod is not None and not hasattr(tf_mod, "ops"):
+        return True
+    try:
+        importlib.import_module(".network", __name__)
+        return True
+    except Exception:
+        return False
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """``import tf_impl`` must not import TensorFlow, yet a ``.keras`` file of ours must open with
+    ``keras.models.load_model`` after ``import tf_impl``: register ``Network`` once Keras (or
+    TensorFlow, which imports Keras half way through its own import) has finished loading."""
+
+    _busy = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in ("keras", "tensorflow") or self._busy:
+            return None
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        real_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            real_exec(module)
+            if "keras" in sys.modules and _register_network() and self in sys.meta_path:
+                sys.meta_path.remove(self)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_network()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())
+
+
 def __getattr__(name):
     if name in _EXPORTS:
+        _register_network()
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value

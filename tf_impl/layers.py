@@ -7,6 +7,7 @@ Builders do no arithmetic: paddings, strides and channel counts are read from th
 """
 
 import numpy as np
+from archspec import ir
 
 from . import activations
 from ._tf import keras, ops
@@ -24,6 +25,20 @@ class IRLayer(keras.layers.Layer):
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(name=name or layer.path, **kwargs)  # kwargs: Keras' own (dtype, trainable)
         self.ir = layer
+
+    def get_config(self):
+        """Keras' own keys plus the IR layer as data (``clone_model``, serialization)."""
+        config = super().get_config()
+        config["layer"] = ir.layer_to_dict(self.ir)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        dtype = config.pop("dtype", None)
+        if isinstance(dtype, dict):
+            dtype = keras.saving.deserialize_keras_object(dtype)
+        return cls(ir.layer_from_dict(config.pop("layer")), dtype=dtype, **config)
 
     def build(self, input_shape=None):
         for role, child in self.ir.children():

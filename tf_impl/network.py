@@ -28,6 +28,7 @@ def render(layer, dtype=None):
     return cls(layer, dtype=dtype)
 
 
+@keras.saving.register_keras_serializable(package="crossframe", name="Network")
 class Network(keras.Model):
     """Functional model of a resolved spec: NHWC float input of exactly ``spec.input_shape``.
 
@@ -46,7 +47,25 @@ class Network(keras.Model):
         # Keras names cannot hold '/', which library variants' names do ('keras/EfficientNetB0').
         super().__init__(inputs=inputs, outputs=x, name=spec.name.replace("/", "_"))
         self.spec = spec
+        object.__setattr__(self, "_layers_dtype", policy)  # what every layer was built with (get_config)
         object.__setattr__(self, "_intermediates_model", None)  # untracked: not a sub-layer of the model
+
+    def get_config(self):
+        """The spec (``Spec.to_config()``) and dtype policy: ``from_config`` rebuilds every layer from it,
+        so ``keras.models.load_model`` (safe mode), ``clone_model`` and ``model.save`` work."""
+        return {"name": self.name, "trainable": self.trainable,
+                "dtype": keras.saving.serialize_keras_object(self._layers_dtype),
+                "spec": self.spec.to_config()}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        spec = archspec.from_config(config["spec"])
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict):
+            dtype = keras.saving.deserialize_keras_object(dtype)
+        model = cls(spec, dtype=dtype)
+        model.trainable = config.get("trainable", True)
+        return model
 
     def intermediates(self, x, training=False):
         """``{path: output}`` of every top-level layer, in execution order (NHWC, or (N, C) once flat)."""

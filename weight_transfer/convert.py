@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, outputs
+from . import formats, heads, outputs
 from .canonical import check
 from .formats import _common as common
 from .formats._errors import FormatError
@@ -191,7 +191,7 @@ def verify_files(spec, src_module, src, dst_module, dst):
 
 
 def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, allow_nonfinite=False,
-            input_size=None, tolerance=None, overwrite=False):
+            input_size=None, tolerance=None, overwrite=False, num_classes=None):
     """Convert the checkpoint ``src`` (format ``src_format``) of network ``arch`` to ``dst`` (``dst_format``).
 
     ``arch``: a variant name (``crossframe list``), a library name registered in archspec
@@ -200,7 +200,9 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     tensor keeps its dtype. ``verify`` rebuilds both models from the files and records the logits'
     rel error in the metadata, refusing the conversion above ``tolerance`` (default ``TOLERANCE``).
     An existing ``dst`` is replaced only with ``overwrite``, and a directory only when it is a
-    checkpoint (:func:`claim_destination`).
+    checkpoint (:func:`claim_destination`). The classifier's size is the source's (read from it:
+    ``weight_transfer.heads``); ``num_classes`` 0 drops it, another number writes a fresh one
+    (``random_weights``; warned, and recorded as ``head`` in the metadata; ``verify`` refused).
 
     Returns a report: ``{arch, spec_hash, src, dst, src_format, dst_format, tensors, params,
     dtypes, written, metadata, seconds: {read, write, verify, total}, verify_rel}``.
@@ -217,8 +219,12 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(common.sha256_path, src)
-        weights = _read(src_module, src, spec)
+        file_spec, weights = heads.read(src, src_format, spec, allow_nonfinite=True)
         source_sha256 = digest.result()
+    spec, weights, head = heads.adapt(weights, file_spec, num_classes, str(src))
+    if head and verify:
+        raise FormatError(str(dst), f"--verify compares logits: not with a head other than the source's ({head})")
+    weights = heads.fill_fresh(weights, spec)
     t_read = time.perf_counter()
 
     source_dtypes = _dtypes(weights)
@@ -233,6 +239,8 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
             "source_format": src_format, "source_file": src.name, "source_sha256": source_sha256}
     if dtypes != source_dtypes:
         meta["cast_from"] = ",".join(source_dtypes)
+    if head:
+        meta["head"] = head
     if nonfinite:
         meta["nonfinite"] = ",".join(name for name, _, _ in nonfinite)
 
@@ -261,7 +269,8 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     return {"arch": spec.name, "spec_hash": spec.spec_hash, "src": str(src), "dst": str(dst),
             "src_format": src_format, "dst_format": dst_format, "tensors": len(tensors),
             "params": int(sum(int(np.prod(t.shape)) for t in tensors)), "dtypes": dtypes,
-            "written": [str(p) for p in written], "metadata": meta, "seconds": seconds, "verify_rel": rel}
+            "written": [str(p) for p in written], "metadata": meta, "seconds": seconds, "verify_rel": rel,
+            "num_classes": spec.num_classes, "head": head}
 
 
 class _CallableModule(types.ModuleType):

@@ -52,15 +52,23 @@ def add_arguments(p):
     p.add_argument("--allow-nonfinite", action="store_true", help="convert weights holding NaN or Inf anyway")
     p.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="resolve ARCH at this input size (networks with a flatten: the dense layer's size)")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="classifier size of DST (default: SRC's, read from it); 0: no classifier (pooled "
+                        "features); another: a fresh classifier (warned)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args):
-    from weight_transfer.convert import convert
+    import warnings
 
-    report = convert(args.arch, args.src, args.dst, args.src_format, args.dst_format, dtype=args.dtype,
-                     verify=args.verify, allow_nonfinite=args.allow_nonfinite, input_size=args.input_size,
-                     tolerance=args.tolerance, overwrite=args.overwrite)
+    from weight_transfer.convert import convert
+    from weight_transfer.heads import HeadReplaced
+
+    with warnings.catch_warnings():  # the report says it, in one line
+        warnings.simplefilter("ignore", HeadReplaced)
+        report = convert(args.arch, args.src, args.dst, args.src_format, args.dst_format, dtype=args.dtype,
+                         verify=args.verify, allow_nonfinite=args.allow_nonfinite, input_size=args.input_size,
+                         tolerance=args.tolerance, overwrite=args.overwrite, num_classes=args.num_classes)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -70,5 +78,6 @@ def run(args):
     print(f"{report['dst']}: {report['dst_format']}, {report['tensors']} tensors, {report['params']:,} values, "
           f"{'/'.join(report['dtypes'])}, from {report['src_format']} {report['src']} "
           f"(sha256 {report['metadata']['source_sha256'][:12]}) in {report['seconds']['total']:.2f} s{verified}"
-          + (f"; metadata in {', '.join(also)}" if also else ""))
+          + (f"; metadata in {', '.join(also)}" if also else "")
+          + (f"; {report['head']}" if report.get("head") else ""))
     return 0

@@ -128,7 +128,7 @@ class Foreign:
         if self.FRAMEWORK == "torch":
             import torch
 
-            model = self.importer.build_reference(arch, input_size=size)
+            model = self.importer.build_reference(arch, input_size=size, num_classes=spec.num_classes)
             model.load_state_dict(torch_format.load_plain(path), strict=True)
             model.eval()
 
@@ -137,6 +137,6 @@ class Foreign:
                     out = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
                 return out.double().numpy()
             return run
-        model = self.importer.build_reference(arch, input_size=size)
+        model = self.importer.build_reference(arch, input_size=size, num_classes=spec.num_classes)
         model.load_weights(str(path))
         return lambda x: np.asarray(model(x, training=False), dtype=np.float64)

@@ -366,13 +366,14 @@ def _write_h5(target, weights, spec, metadata):
 
 
 def _keras_config(spec):
-    """``config.json`` as ``model.save`` writes it for a ``tf_impl.Network`` (read by no code of ours)."""
+    """``config.json`` as ``model.save`` writes it for a ``tf_impl.Network`` (``Network.get_config``:
+    the spec, which ``keras.models.load_model`` rebuilds the model from; read by no code of ours)."""
     return {"module": "tf_impl.network", "class_name": "Network",
-            "config": {"name": spec.name, "trainable": True,
+            "config": {"name": spec.name.replace("/", "_"), "trainable": True,
                        "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
-                                 "registered_name": None}},
-            "registered_name": "Network", "build_config": {"input_shape": None}, "compile_config": {},
-            "crossframe": {"spec_name": spec.name, "spec_hash": spec.spec_hash}}
+                                 "registered_name": None},
+                       "spec": spec.to_config()},
+            "registered_name": "crossframe>Network", "build_config": {"input_shape": None}, "compile_config": {}}
 
 
 def _keras_metadata(metadata):

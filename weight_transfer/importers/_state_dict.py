@@ -359,13 +359,16 @@ class StateDictLibrary:
                              f"{', '.join(self.architectures())}")
         return name
 
-    def build_reference(self, arch, input_size=None):
-        """The library's own model with random weights, in eval mode.
+    def build_reference(self, arch, input_size=None, num_classes=None):
+        """The library's own model with random weights, in eval mode (``num_classes``: the library's
+        argument; 0 gives the pooled features).
 
         Both libraries pool adaptively (and timm pads its ``tf_*`` models dynamically), so the model
         takes any ``input_size``; the argument exists for the common interface.
         """
-        return self._build(self.model_name(arch)).eval()
+        name = self.model_name(arch)
+        model = self._build(name) if num_classes is None else self._build(name, num_classes=num_classes)
+        return model.eval()
 
     def name_table(self, spec):
         """``[(canonical name, library key)]`` for every canonical tensor of ``spec``."""

@@ -267,9 +267,11 @@ def build_reference(arch, input_size=None, num_classes=None):
     spec = archspec.load(arch) if input_size is None else archspec.load(arch, input_size=input_size)
     _, keras = import_tf()
     size = spec.input_shape[0]
+    classes = spec.num_classes if num_classes is None else num_classes
+    # 0: include_top=False with average pooling, our pooled features
+    head = {"classes": classes} if classes else {"include_top": False, "pooling": "avg"}
     model = getattr(keras.applications, function)(
-        weights=None, classifier_activation=None, input_shape=(size, size, spec.input_shape[2]),
-        classes=num_classes or spec.num_classes, **kwargs)
+        weights=None, classifier_activation=None, input_shape=(size, size, spec.input_shape[2]), **head, **kwargs)
     if kind == "efficientnet":
         values = normalization_values(spec)
         layer = next(layer for layer in model.layers if type(layer).__name__ == "Normalization")
@@ -316,9 +318,15 @@ def _check_names(shapes, spec, where):
     """One WeightError listing every missing, unexpected and mis-shaped key of ``{key: shape}``; the
     expected ``{key: shape}`` otherwise."""
     want = foreign_names(spec)
-    missing = [k for k in want if k not in shapes]
+    canonical = {key: name for name, key, _ in _table(spec)}
+
+    def label(k):  # as the state_dict importers name an entry (weight_transfer.heads reads it)
+        return f"{k} (canonical {canonical[k]})" if k in canonical else k
+
+    missing = [label(k) for k in want if k not in shapes]
     unexpected = [k for k in shapes if k not in want]
-    mismatched = [(k, tuple(shapes[k]), want[k]) for k in want if k in shapes and tuple(shapes[k]) != want[k]]
+    mismatched = [(label(k), tuple(shapes[k]), want[k]) for k in want
+                  if k in shapes and tuple(shapes[k]) != want[k]]
     if missing or unexpected or mismatched:
         raise WeightError(where, missing, unexpected, mismatched)
     return want

@@ -69,10 +69,11 @@ _MODELS = (
 )
 
 
-def _build(name):
+def _build(name, num_classes=None):
     import timm  # before any TensorFlow import (see crossframe/frameworks.py)
 
-    return timm.create_model(name, pretrained=False)  # create_model's defaults, random weights
+    # create_model's defaults, random weights; num_classes=0: pooled features, as ours
+    return timm.create_model(name, pretrained=False, **({} if num_classes is None else {"num_classes": num_classes}))
 
 
 _API = sd.StateDictLibrary(LIBRARY, TABLE, _MODELS, _build, _FAMILY_VERSIONS)

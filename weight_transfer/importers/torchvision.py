@@ -116,10 +116,19 @@ _MODELS = (
 )
 
 
-def _build(name):
+def _build(name, num_classes=None):
+    import torch
     import torchvision  # before any TensorFlow import (see crossframe/frameworks.py)
 
-    return torchvision.models.get_model(name, weights=None)
+    if num_classes != 0:
+        return torchvision.models.get_model(name, weights=None,
+                                            **({} if num_classes is None else {"num_classes": num_classes}))
+    model = torchvision.models.get_model(name, weights=None)  # pooled features: the last Linear goes
+    if isinstance(getattr(model, "fc", None), torch.nn.Linear):
+        model.fc = torch.nn.Identity()
+    else:
+        model.classifier[-1] = torch.nn.Identity()
+    return model
 
 
 _API = sd.StateDictLibrary(LIBRARY, TABLE, _MODELS, _build, _FAMILY_VERSIONS)
