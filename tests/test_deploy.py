@@ -75,12 +75,13 @@ def test_importing_crossframe_imports_no_framework():
 
 # -- one small network through every target ------------------------------------------------------
 
-NET, SIZE = "mobilenet_v2_035", 32  # a real BN + ReLU6 + residual network, small enough for the default suite
+# a real BN + ReLU6 + residual network (34 conv layers, 4 residual adds), small enough for the default suite
+NET, SIZE, DEPTH = "mobilenet_v2_035", 32, {"depth": 0.5}
 
 
 @needs_all
 def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
-    """MobileNetV2 0.35 (32 px) from a canonical file to all five targets: verified by each runtime
+    """MobileNetV2 0.35 (32 px, depth 0.5) from a canonical file to all five targets: verified by each runtime
     in a fresh process at two batch sizes (dynamic batch), rel within the parity band, and the error,
     band and the source file's SHA-256 readable back from the artifact's metadata (StableHLO:
     OUT.json). Its LiteRT graph: no TRANSPOSE, every conv+BN+ReLU6 one CONV_2D/DEPTHWISE_CONV_2D op
@@ -93,14 +94,14 @@ def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
     from crossframe.deploy.graph import tflite_ops, tflite_problems
     from crossframe.parity.calibrate import calibrated_weights
 
-    spec = archspec.load(NET, input_size=SIZE)
+    spec = archspec.load(NET, input_size=SIZE, **DEPTH)
     src = tmp_path / "w.safetensors"
     weight_transfer.save(calibrated_weights(spec), src, spec)
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
     reports = {}
     for target in TARGETS:
         out = tmp_path / f"m{SUFFIX[target]}" if target != "savedmodel" else tmp_path / "sm"
-        r = reports[target] = export_model(NET, src, "canonical", target, out, input_size=SIZE)
+        r = reports[target] = export_model(NET, src, "canonical", target, out, input_size=SIZE, overrides=DEPTH)
         assert r["verified"] and r["rel"] <= r["band"] <= max(1e-5, 4 * r["floor"]) + 1e-12, r
         assert r["batch"] == "dynamic" and r["input_shape"][0] == "batch"
         assert r["input_layout"] == ("NCHW" if target in ("onnx", "torch-export") else "NHWC")
@@ -131,7 +132,8 @@ def test_planted_bn_epsilon_fault_is_caught_and_leaves_no_file(tmp_path):
 
     out = tmp_path / "m.tflite"
     with pytest.raises(VerificationError, match="failed verification: rel"):
-        export_model(NET, None, None, "tflite", out, input_size=SIZE, _export_overrides={"bn_eps": 1e-3})
+        export_model(NET, None, None, "tflite", out, input_size=SIZE, overrides=DEPTH,
+                     _export_overrides={"bn_eps": 1e-3})
     assert list(tmp_path.iterdir()) == []
 
 

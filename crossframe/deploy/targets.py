@@ -41,7 +41,7 @@ TARGETS = {
 
 def build_model(framework, spec, weights):
     """The model of ``spec`` in ``framework`` holding canonical ``weights``, ready for inference:
-    ``(model, f(x_nhwc) -> logits float32)``."""
+    ``(model, f(x_nhwc) -> logits float32)``. Each writer returns that ``f`` of the model it exported."""
     if framework == "torch":
         import torch
 
@@ -78,7 +78,7 @@ def build_model(framework, spec, weights):
 def _onnx(spec, weights, path, batch, quantize, calibration, options):
     import torch
 
-    model, _ = build_model("torch", spec, weights)
+    model, run = build_model("torch", spec, weights)
     h, w, c = spec.input_shape
     example = torch.zeros((batch or 2, c, h, w))
     exporter = options.get("onnx_exporter", "dynamo")
@@ -97,6 +97,7 @@ def _onnx(spec, weights, path, batch, quantize, calibration, options):
 
         m = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
         onnx.save(m, str(path))
+    return run
 
 
 def _onnx_stamp(path, metadata):
@@ -117,10 +118,10 @@ def _onnx_stamp(path, metadata):
 def _keras_function(spec, weights, batch):
     from tf_impl._tf import tf
 
-    model, _ = build_model("tf", spec, weights)
+    model, run = build_model("tf", spec, weights)
     h, w, c = spec.input_shape
     signature = tf.TensorSpec([batch, h, w, c], tf.float32, name="images")
-    return model, signature
+    return model, signature, run
 
 
 def _tflite(spec, weights, path, batch, quantize, calibration, options):
@@ -128,7 +129,7 @@ def _tflite(spec, weights, path, batch, quantize, calibration, options):
 
     from tf_impl._tf import tf
 
-    model, signature = _keras_function(spec, weights, batch)
+    model, signature, run = _keras_function(spec, weights, batch)
     fn = tf.function(lambda images: {"logits": model(images, training=False)})
     # Variables frozen to constants: the converter then folds each BN into its convolution and the
     # kernel layout changes at conversion time (no TRANSPOSE or READ_VARIABLE in the graph).
@@ -145,6 +146,7 @@ def _tflite(spec, weights, path, batch, quantize, calibration, options):
         samples = [x[None] for x in calibration]
         converter.representative_dataset = lambda: ([s] for s in samples)
     Path(path).write_bytes(converter.convert())
+    return run
 
 
 def _tflite_stamp(path, metadata):
@@ -178,12 +180,13 @@ def tflite_metadata(path):
 def _savedmodel(spec, weights, path, batch, quantize, calibration, options):
     import keras
 
-    model, signature = _keras_function(spec, weights, batch)
+    model, signature, run = _keras_function(spec, weights, batch)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", lambda images: {"logits": model(images, training=False)},
                          input_signature=[signature])
     archive.write_out(str(path), verbose=False)
+    return run
 
 
 def _savedmodel_stamp(path, metadata):
@@ -202,12 +205,13 @@ def savedmodel_is_ours(path):
 def _stablehlo(spec, weights, path, batch, quantize, calibration, options):
     import jax
 
-    apply, _ = build_model("jax", spec, weights)
+    apply, run = build_model("jax", spec, weights)
     h, w, c = spec.input_shape
     n = batch if batch else jax.export.symbolic_shape("batch")[0]
     exported = jax.export.export(apply, platforms=("cpu", "cuda", "tpu"))(
         jax.ShapeDtypeStruct((n, h, w, c), np.float32))
     Path(path).write_bytes(bytes(exported.serialize()))
+    return run
 
 
 # -- torch-export --------------------------------------------------------------------------------
@@ -215,18 +219,19 @@ def _stablehlo(spec, weights, path, batch, quantize, calibration, options):
 def _torch_program(spec, weights, batch):
     import torch
 
-    model, _ = build_model("torch", spec, weights)
+    model, run = build_model("torch", spec, weights)
     h, w, c = spec.input_shape
     dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=65536)},)
-    return torch.export.export(model, (torch.zeros((batch or 2, c, h, w)),), dynamic_shapes=dynamic)
+    return torch.export.export(model, (torch.zeros((batch or 2, c, h, w)),), dynamic_shapes=dynamic), run
 
 
 def _torch_export(spec, weights, path, batch, quantize, calibration, options):
     import torch
 
-    program = _torch_program(spec, weights, batch)
+    program, run = _torch_program(spec, weights, batch)
     options["_program"] = program  # kept for the stamp: re-saved with the metadata as an extra file
     torch.export.save(program, str(path))
+    return run
 
 
 def _torch_export_stamp(path, metadata, options):
