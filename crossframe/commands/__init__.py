@@ -36,6 +36,8 @@ COMMANDS = [
     "train",
     "bench",
     "export",
+    "data",
+    "eval",
 ]
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 
 NAME = "train"
-HELP = "train a network with JAX/Flax on the digits or synthetic data; resume; export to PyTorch/Keras"
+HELP = "train a network with JAX/Flax on the digits, synthetic data or an image folder; resume; export to PyTorch/Keras"
 
 
 def add_arguments(p):
@@ -29,11 +29,13 @@ def add_arguments(p):
     p.add_argument("--checkpoint-dir", default=None,
                    help="where Orbax checkpoints go (default WORKDIR/checkpoints); multi-host runs need "
                         "storage every host reads, e.g. gs://bucket/run")
-    p.add_argument("--data", default=d.data, choices=("digits", "synthetic"))
+    p.add_argument("--data", default=d.data, metavar="SRC",
+                   help="digits, synthetic or imagefolder:PATH (class sub-folders of PNG/JPEG, or PATH/train and "
+                        "PATH/val of them; --num-classes defaults to the folder's class count)")
     p.add_argument("--data-size", type=int, default=d.data_size, help="examples of the synthetic source")
     p.add_argument("--input-size", type=int, default=None, help="resolve the spec at this input size")
     p.add_argument("--width", type=float, default=None, help="width multiplier override")
-    p.add_argument("--num-classes", type=int, default=None, help="(digits implies 10)")
+    p.add_argument("--num-classes", type=int, default=None, help="(digits implies 10, an image folder its class count)")
     p.add_argument("--deterministic", action="store_true", help="zero every dropout and drop-path rate")
     p.add_argument("--init", default=d.init, choices=("network", "he"),
                    help="initial weights: the renderer's (network) or fan-in He (he; for nets without BN)")
@@ -77,7 +79,10 @@ def add_arguments(p):
 
 def config_from_args(args):
     from jax_impl.train.config import TrainConfig
+    from jax_impl.train.data import IMAGEFOLDER, check_source, source_classes
 
+    if args.num_classes is None and check_source(args.data).startswith(IMAGEFOLDER):
+        args.num_classes = source_classes(args.data)  # recorded in the config: export needs no folder
     overrides = {k: v for k, v in (("input_size", args.input_size), ("width", args.width),
                                    ("num_classes", args.num_classes)) if v is not None}
     return TrainConfig(

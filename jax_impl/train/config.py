@@ -9,7 +9,9 @@ from typing import Optional
 
 from archspec.errors import ConfigError
 
-CHOICES = {"data": ("digits", "synthetic"), "init": ("network", "he"), "optimizer": ("sgd", "adamw"),
+from .data import check_source
+
+CHOICES = {"init": ("network", "he"), "optimizer": ("sgd", "adamw"),
            "decay": ("kernels", "all"), "schedule": ("cosine", "constant"), "dtype": ("float32", "bfloat16"),
            "precision": ("default", "highest")}
 
@@ -19,7 +21,7 @@ class TrainConfig:
     arch: str = "dsconv_cnn"
     overrides: dict = field(default_factory=dict)  # archspec.load overrides: input_size, num_classes, width...
     deterministic: bool = False                    # zero every dropout / drop-path rate (spec.deterministic())
-    data: str = "digits"                           # 'digits' or 'synthetic'
+    data: str = "digits"                           # 'digits', 'synthetic' or 'imagefolder:PATH'
     data_size: int = 512                           # examples of the synthetic source
     test_fraction: float = 0.2
     seed: int = 0                                  # init, split, data order, dropout keys
@@ -81,6 +83,10 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        try:
+            check_source(self.data)
+        except ConfigError as err:
+            problems.append(f"data: {err}")
         if not isinstance(self.overrides, dict):
             problems.append(f"overrides={self.overrides!r}: expected a dict")
         if problems:

@@ -1,7 +1,9 @@
 """Data for training: in-memory NHWC arrays, a seeded split, and a resumable batch order.
 
-Two sources, both offline: ``synthetic`` (class-dependent Gaussian blobs, learnable) and
-``digits`` (scikit-learn's bundled 8x8 digits, resized to the network's input). The order of
+Three sources: ``synthetic`` (class-dependent Gaussian blobs, learnable), ``digits``
+(scikit-learn's bundled 8x8 digits, resized to the network's input), both in memory, and
+``imagefolder:PATH`` (torchvision's ImageFolder layout, decoded per batch with Pillow on a thread pool
+and augmented with the ImageNet recipe: :mod:`jax_impl.train.images`). The order of
 examples is a pure function of ``(seed, epoch)``, and a step number fixes the epoch and the
 position inside it, so a run resumed at step k sees exactly the batches an uninterrupted run saw.
 
@@ -12,12 +14,33 @@ slices are assembled into one global array in :mod:`jax_impl.train.mesh`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from archspec.errors import ConfigError
 
-SOURCES = ("digits", "synthetic")
+SOURCES = ("digits", "synthetic", "imagefolder:PATH")
+IMAGEFOLDER = "imagefolder:"
+
+
+def check_source(name):
+    """A ``ConfigError`` unless ``name`` is a known source (``imagefolder:`` needs a path)."""
+    if not isinstance(name, str) or not (name in ("digits", "synthetic")
+                                         or (name.startswith(IMAGEFOLDER) and len(name) > len(IMAGEFOLDER))):
+        raise ConfigError(f"data source {name!r}: expected one of {', '.join(SOURCES)}")
+    return name
+
+
+def source_classes(name):
+    """The number of classes a source implies (``None`` for ``synthetic``: any)."""
+    if name == "digits":
+        return 10
+    if isinstance(name, str) and name.startswith(IMAGEFOLDER):
+        from . import images
+
+        return images.num_classes(name[len(IMAGEFOLDER):])
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,8 +59,14 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
-def load(name, input_shape, num_classes=10, seed=0, test_fraction=0.2, size=None):
-    """The named source at ``input_shape`` (H, W, C), split into train/test by ``seed``."""
+def load(name, input_shape, num_classes=10, seed=0, test_fraction=0.2, size=None, spec=None):
+    """The named source at ``input_shape`` (H, W, C), split into train/test by ``seed``.
+
+    ``spec`` chooses an image folder's normalization (:func:`images.normalization`)."""
+    check_source(name)
+    if name.startswith(IMAGEFOLDER):
+        return imagefolder(name[len(IMAGEFOLDER):], input_shape, num_classes=num_classes, seed=seed,
+                           test_fraction=test_fraction, spec=spec)
     if name == "digits":
         return digits(input_shape, num_classes=num_classes, seed=seed, test_fraction=test_fraction)
     if name == "synthetic":
@@ -72,6 +101,35 @@ def synthetic(input_shape, num_classes=10, seed=0, test_fraction=0.2, size=512):
     noise = rng.normal(0.0, 0.35, (size, *input_shape)).astype(np.float32)
     x = np.clip(templates[y] + noise, 0.0, 1.0)
     return _split("synthetic", x, y, num_classes, seed, test_fraction)
+
+
+def imagefolder(root, input_shape, num_classes=None, seed=0, test_fraction=0.2, spec=None):
+    """An ImageFolder ``root`` (or its ``train``/``val`` split folders) as lazily decoded :class:`images.Images`."""
+    from . import images
+
+    if spec is not None:
+        mean, std = images.normalization(spec)
+    else:
+        mean, std = images.IMAGENET_MEAN[:input_shape[2]], images.IMAGENET_STD[:input_shape[2]]
+    split_dirs = images.splits(root)
+    if split_dirs:
+        files, y, classes = images.list_folder(split_dirs["train"])
+        vfiles, vy, vclasses = images.list_folder(split_dirs["val"])
+        if vclasses != classes:
+            raise ConfigError(f"imagefolder {root}: train has classes {classes[:5]}..., "
+                              f"{os.path.basename(split_dirs['val'])} has {vclasses[:5]}...: expected the same")
+    else:
+        files, y, classes = images.list_folder(root)
+        order = np.random.default_rng([seed, 1]).permutation(len(files))
+        n_test = int(round(len(files) * test_fraction))
+        test, train = order[:n_test], order[n_test:]
+        vfiles, vy = [files[i] for i in test], y[test]
+        files, y = [files[i] for i in train], y[train]
+    if num_classes is not None and num_classes != len(classes):
+        raise ConfigError(f"imagefolder {root}: {len(classes)} classes, the network has num_classes={num_classes} "
+                          f"(pass --num-classes {len(classes)})")
+    return Dataset(f"imagefolder:{root}", images.Images(files, input_shape, mean, std, seed), y,
+                   images.Images(vfiles, input_shape, mean, std, seed), vy, len(classes))
 
 
 def resize(x, input_shape):
@@ -135,6 +193,44 @@ class Batches:
         per = self.global_batch // self.process_count
         idx = idx[self.process_index * per:(self.process_index + 1) * per]
         return self.x[idx], self.y[idx]
+
+
+class ImageBatches(Batches):
+    """:class:`Batches` over lazily decoded images: the train transform of (seed, epoch, file), this
+    process's files only, decoded on the pool while the previous step runs (one batch ahead)."""
+
+    def __init__(self, images, y, global_batch, seed, process_index=0, process_count=1):
+        super().__init__(images, y, global_batch, seed, process_index, process_count)
+        self._ahead = None  # (step, Future of its local batch)
+        self._prefetch = None
+
+    def _local_indices(self, step):
+        idx = self.indices(step)
+        per = self.global_batch // self.process_count
+        return idx[self.process_index * per:(self.process_index + 1) * per]
+
+    def _submit(self, step):
+        """Decode ``step``'s slice in the background (indices computed here, on the caller's thread)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._prefetch is None:
+            self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossframe-prefetch")
+        idx, epoch = self._local_indices(step), self.epoch_of(step)
+        return self._prefetch.submit(lambda: (self.x.train_batch(idx, epoch), self.y[idx]))
+
+    def local(self, step):
+        if self._ahead is not None and self._ahead[0] == step:
+            future = self._ahead[1]
+        else:
+            future = self._submit(step)
+        self._ahead = (step + 1, self._submit(step + 1))
+        return future.result()
+
+
+def batches_for(dataset, global_batch, seed, process_index=0, process_count=1):
+    """The training batches of ``dataset``: in-memory :class:`Batches` or decoded :class:`ImageBatches`."""
+    cls = Batches if isinstance(dataset.x_train, np.ndarray) else ImageBatches
+    return cls(dataset.x_train, dataset.y_train, global_batch, seed, process_index, process_count)
 
 
 def eval_batches(x, y, global_batch, process_index=0, process_count=1):

@@ -107,11 +107,11 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     module = jax_impl.build(spec)
     if dataset is None:
         dataset = data_lib.load(config.data, spec.input_shape, num_classes=spec.num_classes, seed=config.seed,
-                                test_fraction=config.test_fraction, size=config.data_size)
+                                test_fraction=config.test_fraction, size=config.data_size, spec=spec)
     mesh = mesh_lib.make_mesh(devices)
     mesh_lib.check_batch(mesh, config.batch_size, config.accum_steps)
-    batches = data_lib.Batches(dataset.x_train, dataset.y_train, config.batch_size, config.seed,
-                               jax.process_index(), jax.process_count())
+    batches = data_lib.batches_for(dataset, config.batch_size, config.seed, jax.process_index(),
+                                   jax.process_count())
     total_steps = config.steps or config.epochs * batches.steps_per_epoch
     eval_every = config.eval_every or batches.steps_per_epoch
     save_every = config.save_every or batches.steps_per_epoch
