@@ -147,18 +147,30 @@ def create_model(name, framework="torch", weights=None, weights_format=None, num
     (``(module, variables)``). ``weights``: a checkpoint path of any format ``crossframe convert``
     reads (``weights_format``: its ``--from`` name, inferred when the file tells). ``num_classes``:
     ``None`` = the checkpoint's (or the spec's, without weights); another = a fresh classifier
-    (warned: ``weight_transfer.heads.HeadReplaced``); ``0`` = pooled features. ``spec_overrides`` go to
+    (warned: ``weight_transfer.heads.HeadReplaced``); ``0`` = pooled features. ``features_only=True``: a backbone
+    returning the feature maps at the stage boundaries (reductions 2 to 32; ``out_indices`` picks
+    some), with ``.feature_info`` (:mod:`crossframe.features`). ``spec_overrides`` go to
     ``archspec.load`` (``input_size``, ``drop_path_rate``, ...). ``seed``: of the random init
     (Flax; torch and Keras use their global generators).
     """
     fw = _framework(framework)
     _check_num_classes(num_classes)
-    if features_only or out_indices is not None:
-        raise ConfigError("features_only/out_indices are not available yet")
     if "num_classes" in spec_overrides:
         raise ConfigError("give num_classes= once")
-    from archspec.frameworks import require
+    features = features_only or out_indices is not None
+    if features and num_classes is not None:
+        raise ConfigError("num_classes has no meaning with features_only=True (no classifier is built)")
+    from archspec.frameworks import import_in_order, require
     require([fw])
+    import_in_order([fw])
+    if features:
+        from . import features as feats
+
+        if weights is None:
+            spec, canonical = archspec.load(name, **spec_overrides), None
+        else:
+            _, spec, canonical = read_checkpoint(weights, name, weights_format, **spec_overrides)
+        return feats.build(fw, spec, feats.feature_info(spec, out_indices), canonical, seed=seed)
     if weights is None:
         spec = archspec.load(name, **spec_overrides,
                              **({} if num_classes is None else {"num_classes": num_classes}))

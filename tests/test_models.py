@@ -307,3 +307,76 @@ def test_library_checkpoints_with_any_head_in_every_framework(name, num_classes,
             module, variables = got
             out = module.apply(variables, x, train=False)
         assert rel(want, out) <= 1e-5, (framework, rel(want, out))
+
+
+# -- features_only ----------------------------------------------------------------------------------
+
+TIMM_FEATURES = [("timm/mobilenetv2_035", "mobilenetv2_035"), ("timm/resnet18", "resnet18")]
+TIMM_FEATURES_HEAVY = [("timm/efficientnet_b0", "efficientnet_b0"), ("timm/mnasnet_050", "mnasnet_050"),
+                       ("timm/mobilenetv3_small_100", "mobilenetv3_small_100"),
+                       ("timm/mobilenetv3_large_100", "mobilenetv3_large_100"),
+                       ("timm/mobilenetv1_100", "mobilenetv1_100"), ("timm/resnet50", "resnet50")]
+
+
+def _timm_feature_info(ours, theirs):
+    timm = pytest.importorskip("timm")
+    from crossframe.features import feature_info
+
+    model = timm.create_model(theirs, features_only=True, pretrained=False)
+    mine = feature_info(archspec.load(ours))
+    assert [p["num_chs"] for p in mine] == model.feature_info.channels(), ours
+    assert [p["reduction"] for p in mine] == model.feature_info.reduction(), ours
+
+
+@pytest.mark.parametrize("ours,theirs", TIMM_FEATURES)
+def test_feature_info_is_timms(ours, theirs):
+    _timm_feature_info(ours, theirs)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("ours,theirs", TIMM_FEATURES_HEAVY)
+def test_feature_info_is_timms_heavy(ours, theirs):
+    _timm_feature_info(ours, theirs)
+
+
+def test_out_indices_are_checked():
+    from crossframe.features import feature_info
+
+    spec = archspec.load("resnet18")
+    assert [p["reduction"] for p in feature_info(spec, (1, 4))] == [4, 32]
+    with pytest.raises(ConfigError, match="5 feature maps"):
+        feature_info(spec, (5,))
+
+
+def _feature_parity(tmp_path, name, over):
+    import torch
+
+    import crossframe
+
+    spec = archspec.load(name, **over)
+    path = tmp_path / "w.safetensors"
+    weight_transfer.write_canonical(weight_transfer.random_weights(spec, seed=3), path, "canonical", spec)
+    x = np.random.default_rng(0).standard_normal((2, *spec.input_shape)).astype(np.float32)
+    mt = crossframe.create_model(name, "torch", weights=path, features_only=True, **over).eval()
+    with torch.no_grad():
+        ref = [f.numpy().transpose(0, 2, 3, 1) for f in mt(torch.from_numpy(x.transpose(0, 3, 1, 2)))]
+    info = mt.feature_info
+    assert [f.shape[-1] for f in ref] == [p["num_chs"] for p in info] and len(info) >= 3
+    mk = crossframe.create_model(name, "keras", weights=path, features_only=True, **over)
+    module, variables = crossframe.create_model(name, "flax", weights=path, features_only=True, **over)
+    assert mk.feature_info == info == module.feature_info
+    for out in (mk(x, training=False), module.apply(variables, x, train=False)):
+        assert len(out) == len(ref)
+        for p, a, b in zip(info, ref, out):
+            assert rel(a, b) <= 1e-5, (name, p, rel(a, b))
+
+
+def test_features_agree_across_frameworks(tmp_path):
+    _feature_parity(tmp_path, "mobilenet_v2_035", {"input_size": 32})
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name,over", FAMILIES, ids=[n for n, _ in FAMILIES])
+def test_features_agree_across_frameworks_every_family(tmp_path, name, over):
+    over = {k: v for k, v in over.items() if k != "num_classes"}
+    _feature_parity(tmp_path, name, over)
