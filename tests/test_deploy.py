@@ -150,3 +150,73 @@ def test_graph_check_flags_unfrozen_variables_and_transposes(tmp_path):
     flat = tmp_path / "flatten.tflite"
     export_model("dsconv_cnn", None, None, "tflite", flat, verify=False)
     assert tflite_problems(flat) == ["1 TRANSPOSE op(s)"]
+
+
+# -- heavy: every family (its smallest member) to every target, quantized bands, more graphs -----
+
+SMALLEST = ("dsconv_cnn", "mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_small_100", "efficientnet_b0",
+            "mnasnet_050", "shufflenet_v2_x0_5", "resnet18")
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("target", ["tflite", "onnx", "savedmodel", "stablehlo", "torch-export"])
+@pytest.mark.parametrize("name", SMALLEST)
+def test_heavy_smallest_of_each_family_to_every_target(tmp_path, name, target):
+    from crossframe.deploy import export_model
+
+    out = tmp_path / (f"m{SUFFIX[target]}" if target != "savedmodel" else "sm")
+    r = export_model(name, None, None, target, out)
+    assert r["verified"] and r["rel"] <= r["band"], r
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("name", ["mobilenet_v2_035", "mobilenet_v3_small_100", "efficientnet_b0"])
+def test_heavy_litert_graphs_clean(tmp_path, name):
+    from crossframe.deploy import export_model
+    from crossframe.deploy.graph import tflite_problems
+
+    out = tmp_path / "m.tflite"
+    r = export_model(name, None, None, "tflite", out)
+    assert tflite_problems(out) == [] and "TRANSPOSE" not in r["ops"], r["ops"]
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("case", ["tflite:float16", "tflite:dynamic-int8", "tflite:int8", "onnx:float16"])
+def test_heavy_quantized_within_measured_bands(tmp_path, case):
+    from crossframe.deploy import QUANTIZED_BANDS, export_model
+
+    target, quantize = case.split(":")
+    r = export_model("mobilenet_v2_035", None, None, target, tmp_path / f"m{SUFFIX[target]}", quantize=quantize)
+    band, agreement = QUANTIZED_BANDS[quantize]
+    assert r["rel"] <= band and r["top1_agreement"] >= agreement, r
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("target", ["onnx", "savedmodel", "stablehlo", "torch-export"])
+def test_heavy_planted_fault_caught_by_every_target(tmp_path, target):
+    from crossframe.deploy import VerificationError, export_model
+
+    out = tmp_path / (f"m{SUFFIX[target]}" if target != "savedmodel" else "sm")
+    with pytest.raises(VerificationError):
+        export_model(NET, None, None, target, out, input_size=SIZE, overrides=DEPTH,
+                     _export_overrides={"bn_eps": 1e-3})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.heavy
+@needs_all
+def test_heavy_torchvision_checkpoint_straight_to_tflite(tmp_path):
+    """A torchvision state_dict (random here: no download) goes to LiteRT in one command."""
+    import torch
+    import torchvision
+
+    src = tmp_path / "mnv2.pth"
+    torch.save(torchvision.models.mobilenet_v2().eval().state_dict(), src)
+    out = _cli("export", "torchvision/mobilenet_v2", str(src), str(tmp_path / "m.tflite"), "--format",
+               "torchvision", "--to", "tflite")
+    assert out.returncode == 0, out.stderr
+    assert "verified" in out.stdout and (tmp_path / "m.tflite").exists()
