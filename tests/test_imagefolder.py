@@ -59,6 +59,7 @@ def test_eval_transform_equals_torchvision(folder):
 
     files, _, _ = images.list_folder(str(folder / "val"))
     mean, std = images.IMAGENET_MEAN, images.IMAGENET_STD
+    assert {Path(p).suffix for p in files[::37]} == {".png", ".jpg"}
     for size in (32, 24, 29):
         reference = T.Compose([T.Resize(int(size / 0.875)), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
         for path in files[::37]:  # PNG and JPEG, portrait and landscape
@@ -212,7 +213,8 @@ def _bad(tmp_path):
 def test_bad_data_is_one_line_exit_2(tmp_path, capsys):
     from crossframe.cli import main
 
-    for name, (src, message) in _bad(tmp_path).items():
+    cases = _bad(tmp_path)
+    for name, (src, message) in cases.items():
         work = tmp_path / f"run-{name.replace(' ', '-')}"
         argv = ["train", "dsconv_cnn", "--data", src, "--init", "he", "--batch-size", "4", "--steps", "2",
                 "--no-progress", "--workdir", str(work)]
@@ -221,3 +223,9 @@ def test_bad_data_is_one_line_exit_2(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and message in err, (name, err)
         if name != "corrupt png":  # refused before anything was written
             assert not work.exists(), name
+    for name in ("missing", "no class dirs", "unknown source"):  # crossframe eval: before any framework loads
+        src, message = cases[name]
+        assert main(["eval", "dsconv_cnn", "--weights", str(tmp_path / "none.pt"), "--format", "torch",
+                     "--data", src]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (name, err)

@@ -99,6 +99,7 @@ def run(args):
     from jax_impl.train import data as data_lib
 
     source = data_lib.check_source(args.data)
+    num_classes = args.num_classes if args.num_classes is not None else data_lib.source_classes(source)
     frameworks = tuple(FRAMEWORKS) if args.framework == "all" else (args.framework,)
     if "torch" in frameworks:
         from ..frameworks import import_torch
@@ -107,7 +108,6 @@ def run(args):
     import archspec
     from weight_transfer.convert import read_canonical
 
-    num_classes = args.num_classes if args.num_classes is not None else data_lib.source_classes(source)
     overrides = {k: v for k, v in (("input_size", args.input_size), ("width", args.width),
                                    ("depth", args.depth), ("num_classes", num_classes)) if v is not None}
     spec = archspec.load(args.arch, **overrides)
