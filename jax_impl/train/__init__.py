@@ -1,6 +1,7 @@
 """Training for the Flax renderer: optax, jax.sharding data parallelism, Orbax checkpoints.
 
-Modules, one job each: ``config`` (TrainConfig), ``data`` (sources, split, resumable order),
+Modules, one job each: ``config`` (TrainConfig), ``data`` (sources, split, resumable order), ``images`` (image folders,
+Pillow decoding on a thread pool, the ImageNet train/eval transforms),
 ``optim`` (SGD-momentum / AdamW, warmup + cosine), ``losses`` (label-smoothed cross-entropy),
 ``state`` (TrainState), ``step`` (the pure train / eval steps), ``mesh`` (Mesh, NamedSharding,
 jit with explicit shardings, jax.distributed), ``checkpoint`` (Orbax), ``metrics`` (JSON-lines log,
