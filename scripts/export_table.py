@@ -22,7 +22,7 @@ DEFAULT = (
     ["mobilenet_v2_035:" + t for t in ("onnx", "onnx:float16", "tflite", "tflite:float16", "tflite:dynamic-int8",
                                        "tflite:int8", "savedmodel", "stablehlo", "torch-export")]
     + [f"{n}:{t}" for n in ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050",
-                            "shufflenet_v2_x0_5", "resnet18", "dsconv_cnn") for t in ("tflite", "onnx")]
+                            "shufflenet_v2_x0_5", "resnet18", "dsconv_cnn@28") for t in ("tflite", "onnx")]
 )
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "", "stablehlo": ".stablehlo", "torch-export": ".pt2"}
 MAIN_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "Conv", "TRANSPOSE", "Transpose", "MUL", "Mul", "ADD", "Add",

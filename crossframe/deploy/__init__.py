@@ -32,7 +32,7 @@ QUANTIZATIONS = ("none", "float16", "dynamic-int8", "int8")
 TOLERANCE = 1e-5        # float32 targets: rel <= max(TOLERANCE, FLOOR_FACTOR x float32-vs-float64 floor)
 # Quantized targets: (rel band, least top-1 agreement with the float32 source on TOP1_INPUTS inputs).
 # Measured on calibrated random weights (docs/EXPORT.md has the numbers and the command).
-QUANTIZED_BANDS = {"float16": (1e-2, 1.0), "dynamic-int8": (0.1, 0.75), "int8": (0.15, 0.75)}
+QUANTIZED_BANDS = {"float16": (1e-2, 0.9), "dynamic-int8": (0.1, 0.75), "int8": (0.15, 0.75)}
 SEED = 0
 VERIFY_BATCHES = (3, 1)  # two batch sizes, neither the traced example's (2): the batch really is dynamic
 TOP1_INPUTS = 16

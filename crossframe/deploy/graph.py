@@ -3,13 +3,16 @@
 A LiteRT graph rendered from the NHWC Keras model needs no TRANSPOSE, and every convolution's batch
 norm (and ReLU/ReLU6) folds into the CONV_2D / DEPTHWISE_CONV_2D op. :func:`tflite_problems` lists
 what breaks that: TRANSPOSE ops, variables left unfrozen, standalone activation ops after a
-convolution, and MUL/ADD/SUB with a constant operand right after a convolution (an unfolded BN).
+convolution, and MUL/ADD/SUB with a per-channel constant operand right after a convolution (an
+unfolded BN).
 Reads the file with the LiteRT interpreter only (no TensorFlow import).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+import numpy as np
 
 _CONV = ("CONV_2D", "DEPTHWISE_CONV_2D")
 _BN_LIKE = ("MUL", "ADD", "SUB", "RSQRT")
@@ -36,6 +39,7 @@ def tflite_problems(path):
     interpreter = _interpreter(path)
     ops = interpreter._get_ops_details()
     fed = {int(d["index"]) for d in interpreter.get_input_details()}
+    sizes = {int(d["index"]): int(np.prod(d["shape"])) for d in interpreter.get_tensor_details()}
     produced = {int(t) for op in ops for t in op["outputs"]}
     consumers = {}
     for op in ops:
@@ -54,8 +58,11 @@ def tflite_problems(path):
         for out in op["outputs"]:
             for nxt in consumers.get(int(out), []):
                 name = nxt["op_name"]
-                # a constant operand: a tensor no op produces and the caller does not feed
-                constant = any(int(t) >= 0 and int(t) not in produced and int(t) not in fed for t in nxt["inputs"])
+                # a per-channel constant operand (a tensor no op produces, the caller does not feed, of
+                # more than one value): a BN scale or shift. A scalar is not (hard-sigmoid's x / 6
+                # after a ReLU6-fused convolution cannot fold into it).
+                constant = any(int(t) >= 0 and int(t) not in produced and int(t) not in fed
+                               and sizes.get(int(t), 1) > 1 for t in nxt["inputs"])
                 if name in _FUSABLE_ACT or (name in _BN_LIKE and constant):
                     unfolded[f"{op['op_name']} -> {name}"] += 1
     problems += [f"{n} x {k} (not folded into the convolution)" for k, n in sorted(unfolded.items())]
