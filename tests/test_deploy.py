@@ -79,19 +79,12 @@ def test_importing_crossframe_imports_no_framework():
 NET, SIZE, DEPTH = "mobilenet_v2_035", 32, {"depth": 0.5}
 
 
-@needs_all
-def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
-    """MobileNetV2 0.35 (32 px, depth 0.5) from a canonical file to all five targets: verified by each runtime
-    in a fresh process at two batch sizes (dynamic batch), rel within the parity band, and the error,
-    band and the source file's SHA-256 readable back from the artifact's metadata (StableHLO:
-    OUT.json). Its LiteRT graph: no TRANSPOSE, every conv+BN+ReLU6 one CONV_2D/DEPTHWISE_CONV_2D op
-    (no MUL/ADD/SUB/RSQRT/RELU6 after a convolution), ADDs the residual additions only; its ONNX
-    graph: BN folded (no BatchNormalization)."""
+def _export_and_check(tmp_path, targets):
+    """Export NET to ``targets`` from a canonical file; check verification, dynamic batch, layout
+    and the metadata (rel, verified, the source file's SHA-256) read back from each artifact."""
     import archspec
     import weight_transfer
-    from archspec import ir
-    from crossframe.deploy import TARGETS, export_model, read_metadata
-    from crossframe.deploy.graph import tflite_ops, tflite_problems
+    from crossframe.deploy import export_model, read_metadata
     from crossframe.parity.calibrate import calibrated_weights
 
     spec = archspec.load(NET, input_size=SIZE, **DEPTH)
@@ -99,7 +92,7 @@ def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
     weight_transfer.save(calibrated_weights(spec), src, spec)
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
     reports = {}
-    for target in TARGETS:
+    for target in targets:
         out = tmp_path / f"m{SUFFIX[target]}" if target != "savedmodel" else tmp_path / "sm"
         r = reports[target] = export_model(NET, src, "canonical", target, out, input_size=SIZE, overrides=DEPTH)
         assert r["verified"] and r["rel"] <= r["band"] <= max(1e-5, 4 * r["floor"]) + 1e-12, r
@@ -109,9 +102,24 @@ def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
         assert meta["source_sha256"] == sha and meta["rel"] == r["rel"] and meta["verified"], (target, meta)
         assert meta["input_layout"] == r["input_layout"]
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a staged temporary was left"
+    names = {"savedmodel": ["sm"], "stablehlo": ["m.stablehlo", "m.stablehlo.json"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["w.safetensors", "m.onnx", "m.tflite", "sm", "m.stablehlo", "m.stablehlo.json", "m.pt2"])
+        ["w.safetensors", *(n for t in targets for n in names.get(t, [f"m{SUFFIX[t]}"]))])
+    return spec, reports
 
+
+@needs_all
+def test_three_renderers_verified_with_metadata_and_clean_graphs(tmp_path):
+    """MobileNetV2 0.35 (32 px, depth 0.5) to onnx (torch_impl), tflite (tf_impl) and stablehlo
+    (jax_impl): verified by each runtime in a fresh process at two batch sizes (dynamic batch), rel
+    within the parity band, metadata read back (StableHLO: OUT.json). Its LiteRT graph: no
+    TRANSPOSE, every conv+BN+ReLU6 one CONV_2D/DEPTHWISE_CONV_2D op (no MUL/ADD/SUB/RSQRT/RELU6 after
+    a convolution), ADDs the residual additions only; its ONNX graph: BN folded. savedmodel and
+    torch-export (the same renderers as tflite and onnx) are under -m heavy, for the suite's time."""
+    from archspec import ir
+    from crossframe.deploy.graph import tflite_ops, tflite_problems
+
+    spec, reports = _export_and_check(tmp_path, ("onnx", "tflite", "stablehlo"))
     convs = sum(1 for layer in spec.walk() if isinstance(layer, ir.ConvBNAct))
     residual = sum(1 for layer in spec.walk() if isinstance(layer, ir.InvertedResidual) and layer.residual)
     assert tflite_problems(tmp_path / "m.tflite") == []
@@ -120,6 +128,12 @@ def test_every_target_verified_with_metadata_and_clean_graphs(tmp_path):
     assert not {"MUL", "SUB", "RSQRT", "RELU6", "TRANSPOSE"} & set(ops), ops
     onnx_ops = reports["onnx"]["ops"]
     assert "BatchNormalization" not in onnx_ops and onnx_ops["Conv"] == convs and "Transpose" not in onnx_ops
+
+
+@pytest.mark.heavy
+@needs_all
+def test_heavy_savedmodel_and_torch_export_verified_with_metadata(tmp_path):
+    _export_and_check(tmp_path, ("savedmodel", "torch-export"))
 
 
 # -- planted faults: verification and the graph check must catch them ---------------------------
