@@ -29,6 +29,7 @@ from . import formats, heads, outputs
 from .canonical import check
 from .formats import _common as common
 from .formats._errors import FormatError
+from .metrics import rel_error
 
 VERIFY_SEED = 0
 VERIFY_BATCH = 2
@@ -140,35 +141,29 @@ def _cast(weights, dtype):
 
 
 def _rel(ref, out):
-    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
-    if ref.shape != out.shape:
-        raise FormatError("--verify", f"logits of shape {out.shape}, expected {ref.shape}")
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    diff = float(np.max(np.abs(ref - out))) if ref.size else 0.0
-    if not np.isfinite(diff):
-        return float("inf")
-    return diff / scale if scale > 0 else diff
+    """The project's one metric (``weight_transfer.metrics``): NaN or Inf in either is ``inf``."""
+    if np.shape(ref) != np.shape(out):
+        raise FormatError("--verify", f"logits of shape {np.shape(out)}, expected {np.shape(ref)}")
+    return rel_error(out, ref)
 
 
 def _import_frameworks(names):
-    """torch before TensorFlow, always (the other order segfaults with triton: crossframe/frameworks.py)."""
-    if "torch" in names:
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            pass
-        import torch  # noqa: F401
-    if "jax" in names:
-        import jax  # noqa: F401
-    if "tf" in names:
-        import tf_impl._tf  # noqa: F401  (imports triton first itself)
+    """torch before TensorFlow, always (the other order segfaults with triton: archspec/frameworks.py);
+    a framework that is not installed is a ``FrameworkMissing`` (one line, exit 2)."""
+    from archspec.frameworks import import_in_order
+
+    import_in_order(names)
+
+
+def _verify_frameworks(src_module, dst_module):
+    src_fw = src_module.FRAMEWORK or dst_module.FRAMEWORK or "torch"
+    return src_fw, dst_module.FRAMEWORK or src_fw
 
 
 def verify_files(spec, src_module, src, dst_module, dst):
     """``(rel, frameworks)``: logits of the model rebuilt from ``src`` vs the one rebuilt from ``dst``,
     each with its framework's plain loading API, on a fixed random input."""
-    src_fw = src_module.FRAMEWORK or dst_module.FRAMEWORK or "torch"
-    dst_fw = dst_module.FRAMEWORK or src_fw
+    src_fw, dst_fw = _verify_frameworks(src_module, dst_module)
     _import_frameworks({src_fw, dst_fw})
 
     def build(module, path, framework):
@@ -214,6 +209,11 @@ def convert(arch, src, dst, src_format, dst_format, dtype=None, verify=False, al
     if dtype is not None:
         common.as_dtype(dtype)  # a bad name fails before any work
     claim_destination(dst_module, dst, spec, overwrite)
+    if verify:  # before any work: --verify needs the frameworks of both files
+        from archspec.frameworks import require
+
+        require(_verify_frameworks(src_module, dst_module),
+                lambda missing, present: "--verify rebuilds both models in their frameworks")
     common.check_readable(src, "any")  # a FIFO or a device would block the hash (and the reader) for ever
 
     # Hash the source beside the parsing (hashlib releases the GIL): provenance costs little time.
