@@ -71,6 +71,11 @@ def test_float32_limited_needs_float64_agreement():
     assert judge(3e-2, 1e-4, rel64=1e-6, tol64=1e-9, own_a=1e-1, own_b=1e-1) == (False, "FAIL")
 
 
+def test_float64_disagreement_fails_even_within_the_float32_band():
+    """A 1e-6 fault hides in float32 rounding (rel under the band) but shows in float64."""
+    assert judge(8e-5, 1e-4, rel64=1e-5, tol64=1e-9, own_a=1.5e-4, own_b=1e-4) == (False, "FAIL")
+
+
 def test_float32_limited_needs_the_gap_within_the_own_errors():
     assert judge(3e-2, 1e-4, rel64=1e-14, tol64=1e-9, own_a=1e-3, own_b=1e-3) == (False, "FAIL")
 

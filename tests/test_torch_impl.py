@@ -301,7 +301,13 @@ def test_conv_explicit_padding(padding, size, stride, groups):
     np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("padding,size", [(1, 8), (2, 8), ("tf_same", 8), ("tf_same", 7), ("symmetric", 7)])
+def test_max_pool_padding_beyond_half_the_kernel_is_refused():
+    """As PyTorch refuses it: a window could then lie wholly in the padding and give -inf."""
+    with pytest.raises(archspec.SpecError, match="kernel // 2"):
+        B.pool("p", (8, 8, 3), op="max", kernel=3, stride=2, padding=2)
+
+
+@pytest.mark.parametrize("padding,size", [(1, 8), ("tf_same", 8), ("tf_same", 7), ("symmetric", 7)])
 def test_max_pool_pads_with_minus_infinity(padding, size):
     layer = B.pool("p", (size, size, 3), op="max", kernel=3, stride=2, padding=padding)
     x = -np.abs(np.random.default_rng(0).normal(size=(2, 3, size, size))) - 1.0  # all negative
