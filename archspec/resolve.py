@@ -713,6 +713,18 @@ _OVERRIDES = {
 }
 
 
+def _pick_variant(data, file, variant):
+    """The variant of family ``data`` to load: ``variant``, or the family's only one."""
+    names = list(data["variants"])
+    if variant is None:
+        if len(names) != 1:
+            raise SpecError(file, "$.variants", names, "a single variant, or variant=NAME to pick one")
+        variant = names[0]
+    if variant not in data["variants"]:
+        raise SpecError(file, "$.variants", variant, f"one of {names}")
+    return variant
+
+
 def config_for(name_or_path, variant=None, _depth=0, limits=None):
     """The merged (unresolved) config of a variant, with its family name and file.
 
@@ -724,25 +736,13 @@ def config_for(name_or_path, variant=None, _depth=0, limits=None):
             raise SpecError(DICT_FILE, "$", name_or_path, "a variant name, a family file's path or a family dict")
         data = read_family(name_or_path, limits)
         file = DICT_FILE
-        names = list(data["variants"])
-        if variant is None:
-            if len(names) != 1:
-                raise SpecError(file, "$.variants", names, "a single variant, or variant=NAME to pick one")
-            variant = names[0]
-        if variant not in data["variants"]:
-            raise SpecError(file, "$.variants", variant, f"one of {names}")
+        variant = _pick_variant(data, file, variant)
         return _merge_variant(data, file, variant, _depth, limits)
     path = Path(name_or_path)
     if path.suffix == ".json" or path.is_file():
         file = path
         data = read_family(file, limits)
-        names = list(data["variants"])
-        if variant is None:
-            if len(names) != 1:
-                raise SpecError(file, "$.variants", names, "a single variant, or variant=NAME to pick one")
-            variant = names[0]
-        if variant not in data["variants"]:
-            raise SpecError(file, "$.variants", variant, f"one of {names}")
+        variant = _pick_variant(data, file, variant)
     else:
         reg = registry()
         if name_or_path not in reg:
