@@ -89,17 +89,22 @@ def pytest_terminal_summary(terminalreporter):
 
 # -- the heavy suite within 24 GiB (issue 12, item 20) ---------------------------------------------
 # The largest cases (train/grad/step parity and native-resolution checks of EfficientNet-B4..B7 and
-# ResNet-152, Keras Applications EfficientNetB6/B7) each hold several GB in three frameworks. They
-# share one xdist group, so ``--dist loadgroup`` (which ``./dev test`` passes) runs them one after
+# ResNet-101/152, Keras Applications EfficientNetB4..B7; 35 tests) each hold several GB in three
+# frameworks. They share one xdist group, so ``--dist loadgroup`` (which ``./dev test`` passes) runs them one after
 # another on one worker, never two at once; and every heavy test frees the frameworks' compiled
 # programs and models when it ends, so a worker does not grow from case to case.
-BIG_MEMORY = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "EfficientNetB4",
-              "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet152", "resnet101")
+BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "EfficientNetB4",
+                       "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet101", "resnet152")
+# the checks that hold a big network in three frameworks at once, with gradients or at native size
+BIG_MEMORY_CHECKS = ("test_train_grad_step_parity_all", "test_train_parity_native_resolution",
+                     "test_eval_parity_full_resolution", "test_parity_and_round_trip_heavy",
+                     "test_import_parity_native_resolution")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("heavy") and any(name in item.nodeid for name in BIG_MEMORY):
+        if (item.get_closest_marker("heavy") and item.originalname in BIG_MEMORY_CHECKS
+                and any(name in item.name for name in BIG_MEMORY_NETWORKS)):
             item.add_marker(pytest.mark.xdist_group("big-memory"))
 
 
