@@ -69,11 +69,3 @@ def rel_error_dict(a, ref, floor_fraction=1e-2):
             worst, worst_name = rel, name
     return max(worst, 0.0), worst_name
 
-
-def worst(values):
-    """The largest of ``values`` where NaN counts as ``inf`` (``max`` would skip or keep a NaN by position)."""
-    out = 0.0
-    for v in values:
-        v = math.inf if v != v else float(v)
-        out = max(out, v)
-    return out
