@@ -143,21 +143,31 @@ def basic_block(path, in_shape, out, stride=1, act="relu", bn=DEFAULT_BN, bias=F
 
 
 def bottleneck(path, in_shape, mid, out, stride=1, stride_on="conv2", act="relu", bn=DEFAULT_BN, bias=False,
-               padding="symmetric", where=PYTHON):
-    """``stride_on='conv2'`` is ResNet v1.5 (torchvision, timm); ``'conv1'`` is v1 (Keras Applications)."""
+               padding="symmetric", groups=1, se_reduced=None, se_act="relu", se_gate="sigmoid", where=PYTHON):
+    """``stride_on='conv2'`` is ResNet v1.5 (torchvision, timm); ``'conv1'`` is v1 (Keras Applications).
+
+    ``groups``: the 3x3 conv's groups (ResNeXt: ``mid`` = groups x width per group; RegNet: ``mid`` /
+    group width). ``se_reduced``: a squeeze-excite on the 3x3 conv's output (RegNetY), else none.
+    """
     _check_spatial(in_shape, where)
     if stride_on not in ("conv1", "conv2"):
         raise SpecError(where[0], f"{where[1]}.stride_on", stride_on, "'conv1' (v1) or 'conv2' (v1.5)")
+    _positive_int(groups, "groups", where)
+    if mid % groups:
+        raise SpecError(where[0], f"{where[1]}.groups", groups, f"a divisor of the bottleneck width mid ({mid})")
     s1, s2 = (stride, 1) if stride_on == "conv1" else (1, stride)
     conv1 = conv_bn_act(f"{path}.conv1", in_shape, mid, 1, s1, act=act, bn=bn, bias=bias, padding=padding,
                         where=where)
-    conv2 = conv_bn_act(f"{path}.conv2", conv1.out_shape, mid, 3, s2, act=act, bn=bn, bias=bias, padding=padding,
-                        where=where)
+    conv2 = conv_bn_act(f"{path}.conv2", conv1.out_shape, mid, 3, s2, groups=groups, act=act, bn=bn, bias=bias,
+                        padding=padding, where=where)
+    se = None
+    if se_reduced:
+        se = squeeze_excite(f"{path}.se", conv2.out_shape, se_reduced, se_act, se_gate, where)
     conv3 = conv_bn_act(f"{path}.conv3", conv2.out_shape, out, 1, 1, act=None, bn=bn, bias=bias, padding=padding,
                         where=where)
     shortcut = _shortcut(path, in_shape, out, stride, bn, bias, padding, where)
     return ir.Bottleneck(path=path, in_shape=tuple(in_shape), out_shape=conv3.out_shape, conv1=conv1, conv2=conv2,
-                         conv3=conv3, shortcut=shortcut, act=act)
+                         se=se, conv3=conv3, shortcut=shortcut, act=act)
 
 
 def shuffle_unit(path, in_shape, out, stride=1, kernel=3, act="relu", bn=DEFAULT_BN, bias=False,

@@ -217,10 +217,12 @@ class BasicBlock(Layer):
 
 @dataclass(frozen=True)
 class Bottleneck(Layer):
-    """ResNet bottleneck: conv1 (1x1), conv2 (3x3), conv3 (1x1, no act), shortcut, add, act."""
+    """ResNet bottleneck: conv1 (1x1), conv2 (3x3, ``groups`` in ResNeXt and RegNet), optional SE
+    (RegNetY), conv3 (1x1, no act), shortcut, add, act."""
 
     conv1: ConvBNAct = None
     conv2: ConvBNAct = None
+    se: Optional[SqueezeExcite] = None
     conv3: ConvBNAct = None
     shortcut: Optional[ConvBNAct] = None
     act: str = "relu"
@@ -228,7 +230,7 @@ class Bottleneck(Layer):
     kind = "bottleneck"
 
     def children(self):
-        roles = (("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3),
+        roles = (("conv1", self.conv1), ("conv2", self.conv2), ("se", self.se), ("conv3", self.conv3),
                  ("shortcut", self.shortcut))
         return tuple((r, c) for r, c in roles if c is not None)
 

@@ -2,7 +2,7 @@
 resolver (variables that double at each level) or describe a network nobody can build.
 
 The defaults admit every network of the zoo (EfficientNet-B7 at 600 px: 66M parameters, 1.5 GiB of
-activations; ResNet-152: 208 layers) with at least a 16x margin, and the largest CNNs people
+activations; ResNet-152: 208 layers; Wide ResNet-101-2: 127M parameters) with at least a 15x margin, and the largest CNNs people
 train (BiT-ResNet-152x4, 0.9e9 parameters; RepLKNet/SLaK 31 and 51 px kernels). A limit is raised,
 from the most to the least specific, by
 
@@ -48,7 +48,7 @@ class Limits:
     max_kernel: int = 64                   # zoo: 7; SLaK: 51
     max_repeats: int = 1000                # zoo: 36 (ResNet-152); ResNet-1001: 111
     max_layers: int = 10_000               # zoo: 277 (EfficientNet-B7)
-    max_params: int = 2_000_000_000        # zoo: 66M; BiT-R152x4: 936M; the case: 51e9
+    max_params: int = 2_000_000_000        # zoo: 127M (Wide ResNet-101-2); BiT-R152x4: 936M; the case: 51e9
     max_activation_bytes: int = 32 * 2**30  # zoo: 1.5 GiB (EfficientNet-B7 at 600)
 
     def __post_init__(self):

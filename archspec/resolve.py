@@ -72,7 +72,8 @@ _STAGE_KEYS = {
                             "skip": (bool, False), "bn": (bool, False), "dw_bias": (bool, False),
                             "bias": (bool, False)},
     "basic_block": {},
-    "bottleneck": {"mid": (int, True), "stride_on": (str, False)},
+    "bottleneck": {"mid": (int, True), "stride_on": (str, False), "groups": (int, False),
+                   "se": ((dict, type(None)), False)},
     "shuffle_unit": {},
     "conv_bn_act": {"groups": (int, False)},
 }
@@ -617,8 +618,10 @@ class _Resolver:
     def _block_bottleneck(self, path, shape, cfg, bpath, drop_path):
         where, out, _, stride, act = self._common(cfg, bpath)
         mid = self._scale(cfg["mid"], (self.file, f"{bpath}.mid"))
+        reduced, se_act, gate = self._se_reduced(cfg.get("se"), shape[2], mid, where)
         return blocks.bottleneck(path, shape, mid, out, stride, cfg.get("stride_on", "conv2"), act, bn=self.bn,
-                                 bias=self.conv_bias, padding=self.padding, where=where)
+                                 bias=self.conv_bias, padding=self.padding, groups=cfg.get("groups", 1),
+                                 se_reduced=reduced, se_act=se_act, se_gate=gate, where=where)
 
     def _block_shuffle_unit(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)

@@ -65,7 +65,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """``act(conv3(conv2(conv1(x))) + (shortcut(x) if shortcut else x))``."""
+    """``act(conv3(se?(conv2(conv1(x)))) + (shortcut(x) if shortcut else x))``."""
 
     block: ir.Bottleneck
 
@@ -74,6 +74,8 @@ class Bottleneck(nn.Module):
         b = self.block
         h = _conv(b.conv1, "conv1")(x, train=train)
         h = _conv(b.conv2, "conv2")(h, train=train)
+        if b.se is not None:
+            h = SqueezeExcite(block=b.se, name="se")(h, train=train)
         h = _conv(b.conv3, "conv3")(h, train=train)
         s = _conv(b.shortcut, "shortcut")(x, train=train) if b.shortcut is not None else x
         return activations.get(b.act)(h + s)

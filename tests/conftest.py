@@ -94,7 +94,8 @@ def pytest_terminal_summary(terminalreporter):
 # another on one worker, never two at once; and every heavy test frees the frameworks' compiled
 # programs and models when it ends, so a worker does not grow from case to case.
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "EfficientNetB4",
-                       "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet101", "resnet152")
+                       "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet101", "resnet152",
+                       "resnext101", "wide_resnet")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
 # the checks that hold a big network in three frameworks at once, with gradients or at native size
 BIG_MEMORY_CHECKS = ("test_train_grad_step_parity_all", "test_train_parity_native_resolution",
                      "test_eval_parity_full_resolution", "test_parity_and_round_trip_heavy",

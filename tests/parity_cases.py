@@ -28,12 +28,13 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
                   "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
-                  "torchvision/mnasnet0_5"]
+                  "torchvision/mnasnet0_5", "resnext50_32x4d", "regnet_y_400mf"]
 
 
 # Deep networks that run under -m heavy only, whatever else selects them (e.g. library checkpoints at
 # native resolution): a smaller sibling of each family covers the same code paths in the default suite.
-_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d)(_|$)", re.IGNORECASE)
+_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d|resnext101_\d+x\d+d|wide_resnet(50|101)_2)(_|$)",
+                  re.IGNORECASE)
 
 
 def big(name):
@@ -90,14 +91,26 @@ TRAIN_DEFAULT = ["dsconv_cnn", "resnet18"]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.
-LARGE = {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "resnet101", "resnet152"}
+LARGE = {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "resnet101", "resnet152",
+         "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
+
+# Representatives whose every layer is exercised at a smaller input and depth than eval_spec's
+# default: the first stride-2 block and an identity block of the stages that keep two or more, odd
+# sizes down to 2x2. ResNeXt: the grouped 3x3 conv of the bottleneck; RegNetY: grouped conv, SE in the
+# bottleneck (RegNetX is RegNetY less the SE; Wide ResNet is ResNet-50 with wider integers). The full
+# variants under -m heavy (their parameter counts against torchvision's in the default suite).
+REDUCED = {"resnext50_32x4d": {"input_size": 33, "depth": 0.25},
+           "regnet_y_400mf": {"input_size": 33, "depth": 0.3}}
 
 
 def _size(name, even, odd):
     return even if ALL.index(name) % 2 == 0 else odd
 
 
-def eval_spec(name):
+def eval_spec(name, reduced=True):
+    """The spec that eval parity checks (``REDUCED`` representatives reduced, unless ``reduced=False``)."""
+    if reduced and name in REDUCED:
+        return archspec.load(name, **REDUCED[name])
     spec = archspec.load(name)
     if spec.input_shape[0] <= 32:
         return spec

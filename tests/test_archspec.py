@@ -48,6 +48,9 @@ TORCHVISION = {
     "mnasnet0_5": "mnasnet_050", "mnasnet0_75": "mnasnet_075", "mnasnet1_0": "mnasnet_100", "mnasnet1_3": "mnasnet_130",
     **{f"resnet{d}": f"resnet{d}" for d in (18, 34, 50, 101, 152)},
     **{f"shufflenet_v2_{s}": f"shufflenet_v2_{s}" for s in ("x0_5", "x1_0", "x1_5", "x2_0")},
+    **{n: n for n in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                      "wide_resnet101_2")},
+    **{f"regnet_{xy}_{s}": f"regnet_{xy}_{s}" for xy in "xy" for s in ("400mf", "800mf", "1_6gf", "3_2gf")},
 }
 MOBILENET_V2_WIDTHS = {0.35: "mobilenet_v2_035", 0.5: "mobilenet_v2_050", 0.75: "mobilenet_v2_075",
                        1.0: "mobilenet_v2_100", 1.4: "mobilenet_v2_140"}
@@ -56,8 +59,11 @@ MOBILENET_V2_WIDTHS = {0.35: "mobilenet_v2_035", 0.5: "mobilenet_v2_050", 0.75: 
 # -- helpers ---------------------------------------------------------------------------------
 
 def _meta(build):
-    with torch.device("meta"):
-        return build()
+    try:
+        with torch.device("meta"):
+            return build()
+    except NotImplementedError:  # RegNet computes its widths with tensors, which meta tensors cannot give
+        return build().to("meta")
 
 
 def _params(model):

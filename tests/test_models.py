@@ -35,6 +35,7 @@ FAMILIES = [
     ("efficientnet_b0", {"input_size": 64}),
     ("resnet18", {"input_size": 64, "num_classes": 7}),
     ("shufflenet_v2_x0_5", {"input_size": 64}),
+    ("regnet_y_400mf", {"input_size": 64}),
 ]
 
 

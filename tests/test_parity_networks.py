@@ -16,7 +16,8 @@ import pytest
 
 from crossframe.parity import check_network
 
-from parity_cases import ALL, HEAVY, LIBRARY, TRAIN_DEFAULT, eval_spec, library_variants, train_spec, variants
+from parity_cases import (ALL, HEAVY, LIBRARY, REDUCED, TRAIN_DEFAULT, eval_spec, library_variants, train_spec,
+                          variants)
 
 
 def _assert_all(records, parity_report):
@@ -33,6 +34,12 @@ def _assert_all(records, parity_report):
 def test_eval_parity(name, parity_report):
     spec = eval_spec(name)
     _assert_all(check_network(spec, modes=("eval",), seed=11), parity_report)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", sorted(REDUCED))  # the default suite checks these at reduced depth and size
+def test_eval_parity_unreduced(name, parity_report):
+    _assert_all(check_network(eval_spec(name, reduced=False), modes=("eval",), seed=11), parity_report)
 
 
 @pytest.mark.parametrize("name", library_variants(LIBRARY))  # one per convention group (parity_cases)

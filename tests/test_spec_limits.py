@@ -157,7 +157,7 @@ def test_every_zoo_variant_fits_the_limits_with_margin():
     assert any(n.startswith("torchvision/") for n in names) and "efficientnet_b7" in names
     for name in names:
         spec = archspec.load(name, limits=half)
-        assert spec.params <= limits.max_params / 20
+        assert spec.params <= limits.max_params / 10  # the biggest, Wide ResNet-101-2: 127M
     b7 = archspec.load("efficientnet_b7", limits=half)
     assert b7.input_shape[0] == 600 and 66e6 < b7.params < 67e6
     assert archspec.load("resnet152", limits=half).params > 60e6

@@ -131,19 +131,22 @@ class BasicBlock(IRLayer):
 
 
 class Bottleneck(IRLayer):
-    """``act(conv3(conv2(conv1(x))) + (shortcut(x) if shortcut else x))``."""
+    """``act(conv3(se?(conv2(conv1(x)))) + (shortcut(x) if shortcut else x))``."""
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
         self.conv1 = _conv(self, layer.conv1, "conv1")
         self.conv2 = _conv(self, layer.conv2, "conv2")
+        self.se = _se(self, layer.se)
         self.conv3 = _conv(self, layer.conv3, "conv3")
         self.shortcut = _conv(self, layer.shortcut, "shortcut")
         self._act = activations.get(layer.act)
 
     def call(self, x, training=None):
-        y = self.conv1(x, training=training)
-        y = self.conv3(self.conv2(y, training=training), training=training)
+        y = self.conv2(self.conv1(x, training=training), training=training)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.conv3(y, training=training)
         s = self.shortcut(x, training=training) if self.shortcut is not None else x
         return self._act(y + s)
 

@@ -142,9 +142,9 @@ class BasicBlock(_Block):
 
 
 class Bottleneck(_Block):
-    """ResNet bottleneck: ``act(conv3(conv2(conv1(x))) + shortcut(x))``, identity shortcut when absent."""
+    """ResNet bottleneck: ``act(conv3(se?(conv2(conv1(x)))) + shortcut(x))``, identity shortcut when absent."""
 
-    roles = ("conv1", "conv2", "conv3", "shortcut")
+    roles = ("conv1", "conv2", "se", "conv3", "shortcut")
 
     def __init__(self, block):
         super().__init__(block)
@@ -153,7 +153,10 @@ class Bottleneck(_Block):
 
     def forward(self, x):
         identity = x if self.shortcut is None else self.shortcut(x)
-        return self.act(self.conv3(self.conv2(self.conv1(x))) + identity)
+        y = self.conv2(self.conv1(x))
+        if self.se is not None:
+            y = self.se(y)
+        return self.act(self.conv3(y) + identity)
 
 
 class ShuffleUnit(_Block):

@@ -16,9 +16,10 @@ unit belongs to:
     c  the same index with the SE left out (timm numbers its BNs bn1, bn2, bn3 this way)
     S  number of stages   B  number of blocks
 
-A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an expand conv) and
+A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an expand conv),
 ``layout="conv1x1"`` (a canonical dense layer stored as a 1x1 ``nn.Conv2d``, timm MobileNetV3's
-``conv_head``). Leaves and layouts follow the unit's kind:
+``conv_head``) and ``first=True`` (the library's module registers this unit before the block's
+other units, torchvision RegNet's ``proj``: written first, so a state_dict keeps the library's order). Leaves and layouts follow the unit's kind:
 
     conv   kernel -> weight (HWIO <-> OIHW)        bias -> bias
     dense  kernel -> weight ((in, out) <-> (out, in), or (out, in, 1, 1) with conv1x1)   bias -> bias
@@ -58,6 +59,7 @@ class Rule:
     template: str
     when: Optional[str] = None  # "expand" / "no_expand"
     layout: Optional[str] = None  # "conv1x1": canonical dense stored as a 1x1 conv
+    first: bool = False  # the unit comes first among its block's in the library's state_dict
 
     def regex(self):
         return _compile(self.pattern)
@@ -139,7 +141,7 @@ def _foreign_shape(shape, layout):
 
 def name_table(spec, table, library):
     """``(entries, bn_prefixes)``: an :class:`Entry` for every canonical tensor of ``spec``, in spec
-    order, and ``{foreign BN prefix: canonical unit}`` (each has a ``num_batches_tracked`` too)."""
+    order (a ``first`` rule's units moved to the front of their block), and ``{foreign BN prefix: canonical unit}`` (each has a ``num_batches_tracked`` too)."""
     rules = table.get(spec.family)
     if rules is None:
         raise WeightError(f"{library} names for {spec.name}", other=[
@@ -150,6 +152,7 @@ def name_table(spec, table, library):
     for name in shapes:
         units.setdefault(name.rsplit(".", 1)[0], []).append(name)
     entries, bn_prefixes, unmapped = [], {}, []
+    order, groups = [], {}  # per entry: (its block's position, or its own unit's; 0 for a rule's first)
     for unit, names in units.items():
         fields = dict(global_fields)
         block = next((p for p in block_fields if unit.startswith(p + ".")), None)
@@ -193,6 +196,7 @@ def name_table(spec, table, library):
                 layout = "same"
             entries.append(Entry(name, f"{prefix}.{foreign_leaf}", layout, shapes[name],
                                  _foreign_shape(shapes[name], layout)))
+            order.append((groups.setdefault(block or unit, len(groups)), 0 if rule.first else 1))
         if kind == "bn":
             bn_prefixes[prefix] = unit
     if unmapped:
@@ -202,6 +206,8 @@ def name_table(spec, table, library):
     if len(counts) != len(entries):
         dup = sorted(f for f, n in counts.items() if n > 1)
         raise WeightError(f"{library} names for {spec.name}", other=[f"two canonical tensors map to {d}" for d in dup])
+    if any(rule.first for rule in rules):
+        entries = [e for _, e in sorted(zip(order, entries), key=lambda pair: pair[0])]  # stable
     return entries, bn_prefixes
 
 
@@ -307,7 +313,10 @@ def module_versions(build):
     (torchvision's MNASNet raises "version should be set to 1 or 2")."""
     import torch
 
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            model = build()
+    except NotImplementedError:  # torchvision's RegNet computes its widths with tensors: not on meta
         model = build()
     return getattr(model.state_dict(), "_metadata", None)
 

@@ -82,6 +82,23 @@ TABLE = {
         Rule("head.bn", "layers.{S+8}"),
         Rule("classifier", "classifier.1"),
     ],
+    # trunk_output.block{i+1}.block{i+1}-{j}: proj (1x1 conv, BN; registered before f), f: a, b (grouped 3x3),
+    # [se: SqueezeExcitation fc1/fc2], c (each conv, BN).
+    "regnet": [
+        Rule("stem.conv", "stem.0"),
+        Rule("stem.bn", "stem.1"),
+        Rule("stages.{i}.blocks.{j}.shortcut.conv", "trunk_output.block{i+1}.block{i+1}-{j}.proj.0", first=True),
+        Rule("stages.{i}.blocks.{j}.shortcut.bn", "trunk_output.block{i+1}.block{i+1}-{j}.proj.1", first=True),
+        Rule("stages.{i}.blocks.{j}.conv1.conv", "trunk_output.block{i+1}.block{i+1}-{j}.f.a.0"),
+        Rule("stages.{i}.blocks.{j}.conv1.bn", "trunk_output.block{i+1}.block{i+1}-{j}.f.a.1"),
+        Rule("stages.{i}.blocks.{j}.conv2.conv", "trunk_output.block{i+1}.block{i+1}-{j}.f.b.0"),
+        Rule("stages.{i}.blocks.{j}.conv2.bn", "trunk_output.block{i+1}.block{i+1}-{j}.f.b.1"),
+        Rule("stages.{i}.blocks.{j}.se.reduce", "trunk_output.block{i+1}.block{i+1}-{j}.f.se.fc1"),
+        Rule("stages.{i}.blocks.{j}.se.expand", "trunk_output.block{i+1}.block{i+1}-{j}.f.se.fc2"),
+        Rule("stages.{i}.blocks.{j}.conv3.conv", "trunk_output.block{i+1}.block{i+1}-{j}.f.c.0"),
+        Rule("stages.{i}.blocks.{j}.conv3.bn", "trunk_output.block{i+1}.block{i+1}-{j}.f.c.1"),
+        Rule("classifier", "fc"),
+    ],
     # stage{i+2}.{j}: branch1 (stride 2 only: dw conv, BN, 1x1 conv, BN, ReLU),
     # branch2 (1x1 conv, BN, ReLU, dw conv, BN, 1x1 conv, BN, ReLU).
     "shufflenet_v2": [
@@ -109,6 +126,8 @@ _FAMILY_VERSIONS = {"mnasnet": {"": {"version": 2}}}
 
 _MODELS = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+    *(f"regnet_{xy}_{size}" for xy in "xy" for size in ("400mf", "800mf", "1_6gf", "3_2gf")),
     "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
     *(f"efficientnet_b{i}" for i in range(8)),
     "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
