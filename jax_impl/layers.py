@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from archspec import ir
+from archspec import ir, stochastic
 
 from . import activations
 from .batchnorm import BatchNorm
@@ -19,8 +19,25 @@ def _path(module):
     return getattr(module.block, "path", None) or type(module).__name__
 
 
+# Caller-supplied keep-masks (archspec.stochastic): the variable ``keep`` of collection ``keep_masks``
+# under the module of the stochastic site, i.e. ``{"keep_masks": {path: {"keep": mask}}}``. Masks are
+# variables, not a Python context, so that a jitted apply takes new masks at every call.
+KEEP_MASKS = "keep_masks"
+
+
+def keep_mask_variables(masks):
+    """``{"keep_masks": {path: {"keep": mask}}}`` for ``module.apply({**variables, **this}, x, train=True, ...)``:
+    the stochastic site at canonical ``path`` then keeps where ``masks[path]`` (channels-last, as
+    :func:`archspec.stochastic.sites` gives) is True instead of drawing from the 'dropout' rng."""
+    return {KEEP_MASKS: {path: {"keep": jnp.asarray(mask)} for path, mask in masks.items()}}
+
+
 def keep_mask(module, shape, rate, what):
-    """Bernoulli(1 - rate) mask from the 'dropout' rng, with a clear error when none was given."""
+    """Bernoulli(1 - rate) mask from the 'dropout' rng, with a clear error when none was given; the
+    caller's mask where ``keep_mask_variables`` supplied one."""
+    if module.has_variable(KEEP_MASKS, "keep"):
+        return stochastic.lookup({_path(module): module.get_variable(KEEP_MASKS, "keep")}, _path(module),
+                                 tuple(shape), what)
     if not module.has_rng("dropout"):
         raise ValueError(
             f"{_path(module)}: {what} rate {rate} in training needs a random key: call "

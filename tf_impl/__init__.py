@@ -29,7 +29,9 @@ _EXPORTS = {
     "drop_path": "blocks",
 }
 
-__all__ = list(_EXPORTS)
+from archspec.stochastic import keep_masks  # noqa: E402  caller-supplied dropout / drop-path masks (no TF)
+
+__all__ = list(_EXPORTS) + ["keep_masks"]
 
 
 def _register_network():

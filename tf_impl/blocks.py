@@ -6,18 +6,28 @@ residual ``x + drop_path(branch)``; ResNet blocks ``act(branch + shortcut(x) or 
 channels in two groups.
 """
 
+from archspec import stochastic
+
 from . import activations
 from ._tf import keras, ops
 from .layers import ConvBNAct, IRLayer
 
 
-def drop_path(x, rate, training, seed_generator):
-    """Stochastic depth: in training with ``rate > 0``, zero whole samples, divide survivors by ``1 - rate``."""
+def drop_path(x, rate, training, seed_generator, path=None):
+    """Stochastic depth: in training with ``rate > 0``, zero whole samples, divide survivors by ``1 - rate``.
+
+    ``path``: the block's canonical IR path; inside ``archspec.stochastic.keep_masks(masks)`` (eager
+    calls) the mask is ``masks[path]`` (shape ``(N, 1, 1, 1)``) instead of a draw from ``seed_generator``.
+    """
     if not training or rate <= 0:
         return x
     keep = 1.0 - rate
-    noise = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), dtype=x.dtype, seed=seed_generator)
-    mask = ops.floor(keep + noise)  # 1 with probability keep
+    masks = stochastic.active()
+    if masks is None:
+        noise = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), dtype=x.dtype, seed=seed_generator)
+        mask = ops.floor(keep + noise)  # 1 with probability keep
+    else:
+        mask = ops.cast(stochastic.lookup(masks, path, (ops.shape(x)[0], 1, 1, 1), "drop path"), x.dtype)
     return x / keep * mask
 
 
@@ -73,7 +83,7 @@ class _Residual(IRLayer):
     def _add(self, x, branch, training):
         if not self.ir.residual:
             return branch
-        return x + drop_path(branch, self.ir.drop_path, training, self.seed_generator)
+        return x + drop_path(branch, self.ir.drop_path, training, self.seed_generator, self.ir.path)
 
 
 class DepthwiseSeparable(_Residual):

@@ -7,7 +7,7 @@ Builders do no arithmetic: paddings, strides and channel counts are read from th
 """
 
 import numpy as np
-from archspec import ir
+from archspec import ir, stochastic
 
 from . import activations
 from ._tf import keras, ops
@@ -161,7 +161,11 @@ class Dense(IRLayer):
 
 
 class Dropout(IRLayer):
-    """Element-wise dropout in training when ``rate > 0``; survivors are divided by ``1 - rate``."""
+    """Element-wise dropout in training when ``rate > 0``; survivors are divided by ``1 - rate``.
+
+    Inside ``archspec.stochastic.keep_masks(masks)`` (eager calls) the mask is ``masks[path]``
+    (the shape of ``x``) instead of a draw from the layer's seed generator.
+    """
 
     def __init__(self, layer, name=None, seed=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
@@ -169,7 +173,11 @@ class Dropout(IRLayer):
 
     def call(self, x, training=None):
         if training and self.ir.rate > 0:
-            return keras.random.dropout(x, self.ir.rate, seed=self.seed_generator)
+            masks = stochastic.active()
+            if masks is None:
+                return keras.random.dropout(x, self.ir.rate, seed=self.seed_generator)
+            mask = stochastic.lookup(masks, self.ir.path, tuple(ops.shape(x)), "dropout")
+            return x / (1.0 - self.ir.rate) * ops.cast(mask, x.dtype)
         return x
 
 

@@ -9,10 +9,11 @@ from .blocks import (BasicBlock, Bottleneck, DepthwiseSeparable, InvertedResidua
                      channel_shuffle, drop_path)
 from .layers import Activation, ConvBNAct, Dense, Dropout, Flatten, GlobalPool, Pool, Preprocess
 from .network import Network, build, render
+from archspec.stochastic import keep_masks  # caller-supplied dropout / drop-path masks (docs/PARITY.md)
 
 __all__ = [
     "build", "Network", "render", "BatchNorm",
     "ConvBNAct", "SqueezeExcite", "DepthwiseSeparable", "InvertedResidual", "BasicBlock", "Bottleneck",
     "ShuffleUnit", "Pool", "GlobalPool", "Flatten", "Dense", "Dropout", "Activation", "Preprocess",
-    "channel_shuffle", "drop_path",
+    "channel_shuffle", "drop_path", "keep_masks",
 ]

@@ -8,21 +8,28 @@ for IR path ``<block path>.<role>``. The semantics follow docs/ARCHITECTURE.md.
 import torch
 from torch import nn
 
-from archspec import ir
+from archspec import ir, stochastic
 
 from .activations import make_activation
 from .layers import ConvBNAct
 
 
-def drop_path(x, rate, training):
+def drop_path(x, rate, training, path=None):
     """Stochastic depth: in training, zero whole samples with probability ``rate``, scale the rest by 1/(1-rate).
 
     Same as torchvision's ``StochasticDepth(mode='row')``; identity in eval mode or at rate 0.
+    ``path``: the block's canonical IR path; inside ``archspec.stochastic.keep_masks(masks)`` the
+    mask is ``masks[path]`` (shape ``(N, 1, 1, 1)``) instead of a draw from torch's RNG.
     """
     if not training or rate <= 0.0:
         return x
     keep = 1.0 - rate
-    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    masks = stochastic.active()
+    if masks is None:
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+    else:
+        mask = torch.as_tensor(stochastic.lookup(masks, path, shape, "drop path")).to(x.device, x.dtype)
     return x * mask.div_(keep)
 
 
@@ -100,7 +107,7 @@ class DepthwiseSeparable(_Block):
             y = self.se(y)
         y = self.pw(y)
         if self.residual:
-            return x + drop_path(y, self.drop_path, self.training)
+            return x + drop_path(y, self.drop_path, self.training, self.ir.path)
         return y
 
 
@@ -122,7 +129,7 @@ class InvertedResidual(_Block):
             y = self.se(y)
         y = self.project(y)
         if self.residual:
-            return x + drop_path(y, self.drop_path, self.training)
+            return x + drop_path(y, self.drop_path, self.training, self.ir.path)
         return y
 
 

@@ -4,9 +4,12 @@ Each module is built from its IR object (kept as ``.ir``) and takes every intege
 channels, kernels, strides and explicit paddings are never recomputed here.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from archspec import stochastic
 
 from .activations import make_activation
 from .batchnorm import BatchNorm
@@ -130,11 +133,26 @@ class Dense(nn.Linear):
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with the IR's rate (identity in eval mode)."""
+    """``nn.Dropout`` with the IR's rate (identity in eval mode).
+
+    Inside ``archspec.stochastic.keep_masks(masks)`` in training, the mask is ``masks[path]``
+    (channels-last, the shape of ``x`` in NHWC; moved to NCHW here) instead of a draw from torch's RNG.
+    """
 
     def __init__(self, layer):
         super().__init__(p=layer.rate)
         self.ir = layer
+
+    def forward(self, x):
+        masks = stochastic.active() if self.training and self.p > 0 else None
+        if masks is None:
+            return super().forward(x)
+        shape = (x.shape[0], *x.shape[2:], x.shape[1]) if x.dim() == 4 else tuple(x.shape)  # channels-last
+        mask = np.asarray(stochastic.lookup(masks, self.ir.path, shape, "dropout"))
+        if mask.ndim == 4:
+            mask = np.moveaxis(mask, -1, 1)
+        mask = torch.as_tensor(np.ascontiguousarray(mask)).to(x.device, x.dtype)
+        return x * mask.div_(1.0 - self.p)
 
 
 class Activation(nn.Module):

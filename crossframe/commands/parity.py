@@ -30,6 +30,9 @@ def add_arguments(p):
                         "--dtype bfloat16, the float32 reference (faster)")
     p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
 
+    p.add_argument("--stochastic", action="store_true",
+                   help="train/grad/step with the spec's dropout and drop-path rates, the same keep-masks (drawn "
+                        "from --seed) in every framework (default: every rate 0)")
 
 def _load_weights(args, spec):
     from weight_transfer import load
@@ -112,7 +115,7 @@ def run(args):
             weights = _load_weights(args, spec) if args.weights else None
             recs = check_network(spec, frameworks, modes, seed=args.seed, batch=args.batch, weights=weights,
                                  device=device, precision=args.precision, dtype=args.dtype,
-                                 floor=floor, progress=tick)
+                                 floor=floor, progress=tick, stochastic=args.stochastic)
             records.extend(recs)
     if args.json:
         json.dump([r.as_dict() for r in records], sys.stdout, indent=1)

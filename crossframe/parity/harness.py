@@ -76,22 +76,36 @@ STEP_LR = 2.0 ** -7
 STEP_MOMENTUM = 0.875
 
 
-def run_mode(runner, mode, xs, cot, weights=None):
+def draw_keep_masks(spec, batch, steps, seed=0):
+    """Keep-masks for every stochastic site of ``spec`` (:func:`archspec.stochastic.sites`), drawn once in
+    numpy: ``[{path: bool array, channels-last}]``, one dict per step, Bernoulli(1 - rate) each.
+    The same masks go to every framework (and to the float64 runs), so a stochastic network is
+    compared as one function. Deterministic in (spec, batch, steps, seed); independent of the inputs."""
+    from archspec import stochastic
+
+    rng = np.random.default_rng([seed, 17])
+    sites = stochastic.sites(spec, batch)
+    return [{path: rng.random(shape) < 1.0 - rate for path, _, rate, shape in sites} for _ in range(steps)]
+
+
+def run_mode(runner, mode, xs, cot, weights=None, masks=None):
     """Everything ``mode`` compares, as a dict of named arrays/dicts.
 
     ``step`` compares the change of every weight and statistic over two SGD-with-momentum steps
     (``after - weights``), not the weights themselves, which would hide a wrong update.
+    ``masks``: per-step keep-masks (:func:`draw_keep_masks`) for train, grad and step; None when the
+    spec is deterministic.
     """
     if mode == "eval":
         return {"output": runner.eval(xs[0])}
     if mode == "train":
-        outs, stats = runner.train(xs)
+        outs, stats = runner.train(xs, masks=masks)
         return {"output": np.stack(outs), "stats": stats}
     if mode == "grad":
-        dx, grads = runner.grad(xs[0], cot)
+        dx, grads = runner.grad(xs[0], cot, masks=masks)
         return {"input_grad": dx, "grads": grads}
     if mode == "step":
-        after = runner.sgd(xs[:2], cot, lr=STEP_LR, momentum=STEP_MOMENTUM)
+        after = runner.sgd(xs[:2], cot, lr=STEP_LR, momentum=STEP_MOMENTUM, masks=masks)
         return {"delta": {k: np.asarray(after[k], np.float64) - np.asarray(weights[k], np.float64)
                           for k in weights}}
     raise ConfigError(f"mode {mode!r}, expected one of {MODES}")
@@ -183,19 +197,26 @@ def planned_runs(frameworks, modes, floor=True, dtype="float32"):
 
 
 def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
-                  device="cpu", precision="strict", dtype="float32", floor=True, progress=None):
+                  device="cpu", precision="strict", dtype="float32", floor=True, progress=None,
+                  stochastic=False):
     """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair.
 
     ``device``: 'cpu', 'gpu' or 'tpu' for every framework, or a dict per framework
     (``{'torch': 'cpu', 'jax': 'gpu'}``) to compare across devices. ``floor``: also run in float64
     (PyTorch for eval; every framework, on the CPU, for train/grad/step) when ``dtype`` is float32;
     with another ``dtype`` (bfloat16), also compare every framework against PyTorch float32 on the CPU.
+    ``stochastic``: keep the spec's dropout and drop-path rates in train, grad and step, with
+    keep-masks drawn once per step from ``seed`` (:func:`draw_keep_masks`) and given identically to
+    every framework through its renderer's hook; False (default): every rate set to 0
+    (``spec.deterministic()``). Eval is the same either way (dropout is inactive there).
     """
     frameworks = [f for f in ORDER if f in frameworks]
-    spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
+    if not stochastic:
+        spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
     if weights is None:
         weights = calibrated_weights(spec, seed=seed)
     xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else max(batch, 4), steps=3)
+    masks = draw_keep_masks(spec, len(xs[0]), len(xs), seed) if stochastic else None
     zero_grads = structurally_zero_grads(spec)
     reference = floor and dtype == "float32"
     modes64 = [m for m in modes if m in REFERENCE64_MODES] if reference else []
@@ -205,7 +226,7 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         out = {}
         for mode in run_modes:
             runner.load(weights)
-            out[mode] = _drop(run_mode(runner, mode, xs, cot, weights), zero_grads)
+            out[mode] = _drop(run_mode(runner, mode, xs, cot, weights, masks), zero_grads)
             if progress:
                 progress(spec.name, mode if run_dtype == dtype else f"{mode}/f64", fw)
         return out

@@ -3,6 +3,10 @@
 All runners take and return channels-last numpy arrays and canonical weight dicts, so that any
 two can be compared directly. Frameworks are imported lazily, torch side first (see
 ``crossframe.frameworks``).
+
+``masks`` (train, grad, sgd): None, the framework's own RNG for dropout and drop path; or one
+mapping per step (per batch of ``xs``) ``{canonical path: boolean keep-mask, channels-last}``
+(:mod:`archspec.stochastic`), the same for every framework, given to each renderer through its hook.
 """
 
 from __future__ import annotations
@@ -39,23 +43,40 @@ class Runner:
     def eval(self, x):
         raise NotImplementedError
 
-    def train(self, xs):
-        """Train-mode forward over each batch of ``xs`` (no weight update).
+    def train(self, xs, masks=None):
+        """Train-mode forward over each batch of ``xs`` (no weight update); ``masks[i]`` for batch i.
 
         Returns the outputs of every step and the canonical running statistics after the last.
         """
         raise NotImplementedError
 
-    def grad(self, x, cotangent):
-        """Gradients of ``sum(train_mode_output * cotangent)`` w.r.t. the input and every trained weight."""
+    def grad(self, x, cotangent, masks=None):
+        """Gradients of ``sum(train_mode_output * cotangent)`` w.r.t. the input and every trained weight
+        (``masks[0]`` for the one batch)."""
         raise NotImplementedError
 
-    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9, masks=None):
         """One SGD-with-momentum step per batch of ``xs`` with the framework's own optimizer.
 
         Returns the canonical weights (trained and statistics) after the last step.
         """
         raise NotImplementedError
+
+
+def _step_masks(masks, i):
+    """The keep-masks of step ``i`` (None: the framework's RNG)."""
+    if masks is None:
+        return None
+    if i >= len(masks):
+        raise ConfigError(f"keep-masks for {len(masks)} step(s), but step {i + 1} needs them")
+    return masks[i]
+
+
+def _keep_masks(masks, i):
+    """PyTorch and Keras: the renderer's context for step ``i`` (nothing at all without masks)."""
+    from archspec import stochastic
+
+    return contextlib.nullcontext() if masks is None else stochastic.keep_masks(_step_masks(masks, i))
 
 
 class TorchRunner(Runner):
@@ -99,12 +120,13 @@ class TorchRunner(Runner):
         with self.torch.no_grad():
             return self._out(self.model(self._x(x)))
 
-    def train(self, xs):
+    def train(self, xs, masks=None):
         self.model.train()
         outs = []
         with self.torch.no_grad():
-            for x in xs:
-                outs.append(self._out(self.model(self._x(x))))
+            for i, x in enumerate(xs):
+                with _keep_masks(masks, i):
+                    outs.append(self._out(self.model(self._x(x))))
         w = self._weights()
         return outs, {k: w[k] for k in self.stats}
 
@@ -117,25 +139,28 @@ class TorchRunner(Runner):
         self.adapter.to_torch(self.model, saved)
         return {k: grads[k] for k in self.trainable}
 
-    def grad(self, x, cotangent):
+    def grad(self, x, cotangent, masks=None):
         self.model.train()
         self.model.zero_grad(set_to_none=True)
         xt = self._x(x, grad=True)
-        y = self.model(xt)
+        with _keep_masks(masks, 0):
+            y = self.model(xt)
         (y * self._x(cotangent)).sum().backward()
         dx = self._out(xt.grad)
         return dx, self._grads_as_canonical()
 
-    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9, masks=None):
         self.model.train()
         params = list(self.model.parameters())
         if not params:  # nothing to train: the steps are train-mode forwards
-            self.train(xs)
+            self.train(xs, masks)
             return self._weights()
         opt = self.torch.optim.SGD(params, lr=lr, momentum=momentum)
-        for x in xs:
+        for i, x in enumerate(xs):
             opt.zero_grad(set_to_none=True)
-            (self.model(self._x(x)) * self._x(cotangent)).sum().backward()
+            with _keep_masks(masks, i):
+                y = self.model(self._x(x))
+            (y * self._x(cotangent)).sum().backward()
             opt.step()
         return self._weights()
 
@@ -174,11 +199,12 @@ class KerasRunner(Runner):
         with self.tf.device(self.tf_device):
             return self._out(self.model(self._x(x), training=False))
 
-    def train(self, xs):
+    def train(self, xs, masks=None):
         outs = []
         with self.tf.device(self.tf_device):
-            for x in xs:
-                outs.append(self._out(self.model(self._x(x), training=True)))
+            for i, x in enumerate(xs):
+                with _keep_masks(masks, i):
+                    outs.append(self._out(self.model(self._x(x), training=True)))
         w = self.adapter.from_keras(self.model, self.np_dtype)
         return outs, {k: w[k] for k in self.stats}
 
@@ -190,25 +216,25 @@ class KerasRunner(Runner):
         self.adapter.to_keras(self.model, saved)
         return {k: out[k] for k in self.trainable}
 
-    def grad(self, x, cotangent):
+    def grad(self, x, cotangent, masks=None):
         tf = self.tf
         with tf.device(self.tf_device):
             xt = self._x(x)
-            with tf.GradientTape() as tape:
+            with tf.GradientTape() as tape, _keep_masks(masks, 0):
                 tape.watch(xt)
                 loss = tf.reduce_sum(self.model(xt, training=True) * self._x(cotangent))
             grads = tape.gradient(loss, [xt] + list(self.model.trainable_variables))
         return grads[0].numpy(), self._grads_as_canonical(grads[1:])
 
-    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9, masks=None):
         tf = self.tf
         if not self.model.trainable_variables:
-            self.train(xs)
+            self.train(xs, masks)
             return self.adapter.from_keras(self.model, self.np_dtype)
         opt = self.keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
         with tf.device(self.tf_device):
-            for x in xs:
-                with tf.GradientTape() as tape:
+            for i, x in enumerate(xs):
+                with tf.GradientTape() as tape, _keep_masks(masks, i):
                     loss = tf.reduce_sum(self.model(self._x(x), training=True) * self._x(cotangent))
                 grads = tape.gradient(loss, self.model.trainable_variables)
                 opt.apply_gradients(zip(grads, self.model.trainable_variables))
@@ -225,7 +251,7 @@ class FlaxRunner(Runner):
         import jax_impl
         from weight_transfer import flax_adapter
 
-        self.jax, self.jnp = jax, jnp
+        self.jax, self.jnp, self.jax_impl = jax, jnp, jax_impl
         self.jdevice = jax.devices("gpu" if self.device == "gpu" else self.device)[0]
         self.module = jax_impl.build(self.spec)
         self.jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
@@ -237,8 +263,8 @@ class FlaxRunner(Runner):
         def apply_eval(v, x):
             return self.module.apply(v, x, train=False)
 
-        def apply_train(v, x):
-            return self.module.apply(v, x, train=True, mutable=["batch_stats"])
+        def apply_train(v, x, masks):
+            return self.module.apply({**v, **masks}, x, train=True, mutable=["batch_stats"])
 
         self._eval = jax.jit(apply_eval)
         self._train = jax.jit(apply_train)
@@ -272,38 +298,48 @@ class FlaxRunner(Runner):
         with self._context():
             return self._out(self._eval(self.variables, self._x(x)))
 
-    def train(self, xs):
+    def _masks(self, masks, i):
+        """Step ``i``'s keep-masks as the renderer's ``keep_masks`` variables ({} without masks: the
+        same program as before, and the 'dropout' rng error if the spec has stochastic layers)."""
+        step = _step_masks(masks, i)
+        if step is None:
+            return {}
+        return self.jax.device_put(self.jax_impl.keep_mask_variables(
+            {k: np.asarray(v, bool) for k, v in step.items()}), self.jdevice)
+
+    def train(self, xs, masks=None):
         outs = []
         v = self.variables
         with self._context():
-            for x in xs:
-                y, upd = self._train(v, self._x(x))
+            for i, x in enumerate(xs):
+                y, upd = self._train(v, self._x(x), self._masks(masks, i))
                 v = {**v, **upd}
                 outs.append(self._out(y))
         w = self.adapter.from_flax(v, dtype=self.np_dtype)
         return outs, {k: w[k] for k in self.stats}
 
-    def _loss(self, params, stats, x, cot):
-        y, upd = self.module.apply({"params": params, "batch_stats": stats}, x, train=True,
+    def _loss(self, params, stats, x, cot, masks):
+        y, upd = self.module.apply({"params": params, "batch_stats": stats, **masks}, x, train=True,
                                    mutable=["batch_stats"])
         return self.jnp.sum(y * cot), upd["batch_stats"]
 
     def _gradients(self):
-        """``(params, stats, x, cot) -> ((d params, d x), new stats)``, jitted once per runner: the grad
+        """``(params, stats, x, cot, masks) -> ((d params, d x), new stats)``, jitted once per runner: the grad
         and step modes share it, so XLA compiles the network's backward pass once, not twice."""
         if self._grad_fn is None:
             jax = self.jax
             self._grad_fn = jax.jit(jax.grad(self._loss, argnums=(0, 2), has_aux=True))
         return self._grad_fn
 
-    def grad(self, x, cotangent):
+    def grad(self, x, cotangent, masks=None):
         v = self.variables
         with self._context():
-            (gp, gx), _ = self._gradients()(v["params"], v["batch_stats"], self._x(x), self._x(cotangent))
+            (gp, gx), _ = self._gradients()(v["params"], v["batch_stats"], self._x(x), self._x(cotangent),
+                                            self._masks(masks, 0))
         grads = self.adapter.from_flax({"params": gp, "batch_stats": {}}, dtype=self.np_dtype)
         return np.asarray(gx), {k: grads[k] for k in self.trainable}
 
-    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9):
+    def sgd(self, xs, cotangent, lr=0.1, momentum=0.9, masks=None):
         import optax
 
         jax = self.jax
@@ -319,8 +355,8 @@ class FlaxRunner(Runner):
         with self._context():
             opt_state = jax.jit(tx.init)(params)  # one program, not one per tensor shape
             cot = self._x(cotangent)
-            for x in xs:
-                (g, _), stats = gradients(params, stats, self._x(x), cot)
+            for i, x in enumerate(xs):
+                (g, _), stats = gradients(params, stats, self._x(x), cot, self._masks(masks, i))
                 params, opt_state = update(params, opt_state, g)
         return self.adapter.from_flax({"params": params, "batch_stats": stats}, dtype=self.np_dtype)
 
