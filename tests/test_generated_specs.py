@@ -1,8 +1,8 @@
 """Generated specs build in all three frameworks and compute the same numbers (issue 12, item 16).
 
 A hypothesis strategy draws small but complete family configs: every block type of the spec
-language (inverted residual with and without SE, depthwise-separable, basic block, bottleneck,
-shuffle unit), both padding conventions, odd and even input sizes, strides 1 and 2, kernels 3 and 5,
+language (inverted residual with and without SE, depthwise-separable, basic block, bottleneck with
+and without groups and SE, shuffle unit), both padding conventions, odd and even input sizes, strides 1 and 2, kernels 3 and 5,
 every activation, in-model preprocessing or none. Each drawn spec must resolve, render in PyTorch,
 Keras and Flax, and pass eval parity at the float32 band (calibrated weights, as ``crossframe
 parity``: 1e-5, or 4x the network's own float32-vs-float64 floor where that is higher), or fail
@@ -40,7 +40,9 @@ def blocks(draw, index):
     if kind == "inverted_residual":
         stage["expand_ratio"] = draw(st.sampled_from((1, 2, 4)))
     if kind == "bottleneck":
-        stage["mid"] = 8
+        stage.update(mid=8, groups=draw(st.sampled_from((1, 2, 8))))
+        if draw(st.booleans()):
+            stage["se"] = {"ratio": 0.25, "of": "in", "round": "floor", "act": "relu", "gate": "sigmoid"}
     if kind == "shuffle_unit":  # stride 2 first (it sets the channels); later blocks keep them
         stage.update(stride=2, out=16, kernel=3)
     return stage

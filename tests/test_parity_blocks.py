@@ -112,11 +112,15 @@ def test_basic_block(stride, size, cin, cout, bias, parity_report):
     run(block, f"basic_s{stride}_{size}_{cin}_{cout}_{bias}", parity_report)
 
 
-@pytest.mark.parametrize("stride,size,stride_on,bias", [(1, 8, "conv2", False), (2, 9, "conv2", False),
-                                                         (2, 8, "conv1", True), (2, 7, "conv1", False)])
-def test_bottleneck(stride, size, stride_on, bias, parity_report):
-    block = blocks.bottleneck("bn", (size, size, 8), 4, 16, stride, stride_on, bias=bias)
-    run(block, f"bottleneck_s{stride}_{size}_{stride_on}_{bias}", parity_report)
+# groups: ResNeXt's and RegNet's grouped 3x3 conv; se: RegNetY's squeeze-excite on its output (one case
+# for both: each case is four modes in three frameworks, ~15 s)
+@pytest.mark.parametrize("stride,size,stride_on,bias,groups,se", [
+    (1, 8, "conv2", False, 1, False), (2, 9, "conv2", False, 1, False), (2, 8, "conv1", True, 1, False),
+    (2, 7, "conv1", False, 1, False), (2, 9, "conv2", False, 2, True)])
+def test_bottleneck(stride, size, stride_on, bias, groups, se, parity_report):
+    block = blocks.bottleneck("bn", (size, size, 8), 4, 16, stride, stride_on, bias=bias, groups=groups,
+                              se_reduced=2 if se else None)
+    run(block, f"bottleneck_s{stride}_{size}_{stride_on}_{bias}_g{groups}_{se}", parity_report)
 
 
 @pytest.mark.parametrize("stride,size,cin,cout", [(1, 8, 8, 8), (2, 9, 8, 16), (2, 8, 6, 12), (1, 7, 12, 12)])
