@@ -21,8 +21,12 @@ from archspec.errors import ConfigError
 
 FRAMEWORKS = ("torch", "tf", "jax")
 # the modules each framework needs, and the extra that installs them
-MODULES = {"torch": ("torch",), "tf": ("tensorflow", "keras"), "jax": ("jax", "flax", "optax")}
-NAMES = {"torch": "PyTorch", "tf": "TensorFlow/Keras", "jax": "JAX/Flax"}
+MODULES = {"torch": ("torch",), "tf": ("tensorflow", "keras"), "jax": ("jax", "flax", "optax"),
+           # parity only: tf_impl on Keras' JAX / PyTorch backend, in a worker process
+           "keras-jax": ("keras", "jax"), "keras-torch": ("keras", "torch")}
+NAMES = {"torch": "PyTorch", "tf": "TensorFlow/Keras", "jax": "JAX/Flax", "keras-jax": "Keras on JAX",
+         "keras-torch": "Keras on PyTorch"}
+EXTRAS = {"keras-jax": "tf,jax", "keras-torch": "tf,torch"}  # the pip extras of a framework not named as one
 
 
 class FrameworkMissing(ConfigError):
@@ -31,7 +35,7 @@ class FrameworkMissing(ConfigError):
     def __init__(self, framework, detail="", hint=""):
         self.framework = framework
         why = f" ({detail})" if detail else ""
-        text = (f"{NAMES[framework]} is not installed{why}: pip install 'crossframe[{framework}]' "
+        text = (f"{NAMES[framework]} is not installed{why}: pip install 'crossframe[{EXTRAS.get(framework, framework)}]' "
                 f"(or ./dev install)")
         super().__init__(text + (f"; {hint}" if hint else ""))
 
@@ -82,10 +86,33 @@ def import_torch():
 
 
 def import_tf():
+    """``(tf, keras)``: TensorFlow and Keras on its TensorFlow backend (a ConfigError on another one)."""
     def load():
-        from tf_impl._tf import keras, tf
+        from tf_impl._tf import BACKEND, keras, tf
 
+        if BACKEND != "tensorflow":
+            raise ConfigError(f"this needs Keras on TensorFlow, but this process runs Keras on {BACKEND!r} "
+                              f"(KERAS_BACKEND): unset it or set KERAS_BACKEND=tensorflow")
         return tf, keras
+    return _imported("tf", load)
+
+
+def import_keras():
+    """Keras on the backend this process chose (``KERAS_BACKEND``: tensorflow when unset, jax or torch),
+    its backend's framework imported torch side first."""
+    def load():
+        import os
+        import sys
+
+        backend = sys.modules["keras"].backend.backend() if "keras" in sys.modules else \
+            os.environ.get("KERAS_BACKEND", "tensorflow")
+        if backend == "torch":
+            import_torch()
+        elif backend == "jax":
+            import jax  # noqa: F401  (not flax: Keras needs JAX alone)
+        from tf_impl._tf import keras
+
+        return keras
     return _imported("tf", load)
 
 

@@ -110,8 +110,8 @@ def _build(fw, spec, seed):
         import torch_impl
         return torch_impl.build(spec)
     if fw == "tf":
-        from archspec.frameworks import import_tf
-        import_tf()
+        from archspec.frameworks import import_keras
+        import_keras()  # Keras on the process' backend: KERAS_BACKEND=jax or torch works too
         import tf_impl
         return tf_impl.build(spec)
     from archspec.frameworks import import_jax

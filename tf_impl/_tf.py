@@ -1,13 +1,20 @@
-"""The one place crossframe imports TensorFlow and Keras.
+"""The one place crossframe imports Keras (and TensorFlow, when Keras runs on it).
+
+tf_impl runs on the Keras backend of the process: ``KERAS_BACKEND`` (tensorflow when unset, or
+whatever backend Keras was imported with before us), one of tensorflow, jax and torch. Every
+module of the package takes ``keras`` and ``ops`` from this one; ``tf`` is TensorFlow on the
+tensorflow backend and None on the others (``BACKEND`` says which).
 
 Import order matters in this environment: loading TensorFlow's native libraries before triton's
 (which torchvision and timm import) segfaults the process, while importing triton first makes
-every later order safe. So triton, when installed, is imported here before TensorFlow, and every
-other module of the package takes ``tf`` and ``keras`` from this one.
+every later order safe. So triton, when installed, is imported here before Keras (which imports
+TensorFlow on its tensorflow backend).
 """
 
 import os
 import sys
+
+from archspec.errors import ConfigError
 
 if "tensorflow" not in sys.modules:  # once TF is in, importing triton would itself crash: leave it
     try:  # must come before TensorFlow: triton's native library crashes when loaded after TF's
@@ -15,14 +22,26 @@ if "tensorflow" not in sys.modules:  # once TF is in, importing triton would its
     except ImportError:
         pass
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if "keras" not in sys.modules:  # an imported Keras has its backend already
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(f"tf_impl needs Keras on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+BACKENDS = ("tensorflow", "jax", "torch")
+BACKEND = keras.backend.backend()
+if BACKEND not in BACKENDS:
+    raise ConfigError(f"tf_impl runs on Keras' {', '.join(BACKENDS)} backends; this process has Keras on "
+                      f"{BACKEND!r} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r})")
 
-__all__ = ["tf", "keras", "ops"]
+if BACKEND == "tensorflow":
+    import tensorflow as tf  # noqa: E402  (Keras imported it already)
+else:
+    tf = None
+if BACKEND == "torch":  # layers named by canonical paths ('features.1') must build there too
+    from ._torch_backend import install as _install
+
+    _install()
+
+__all__ = ["tf", "keras", "ops", "BACKEND", "BACKENDS"]

@@ -3,11 +3,21 @@
 Keras' ``BatchNormalization`` feeds the biased batch variance to its moving variance; PyTorch feeds
 the unbiased one (n/(n-1), n = N*H*W). The IR says which (``running_var``), so this layer does the
 update itself. Weights keep Keras' names (``gamma``, ``beta``, ``moving_mean``, ``moving_variance``).
+Only ``keras.ops``: the layer runs on Keras' TensorFlow, JAX and PyTorch backends alike.
 """
 
-from ._tf import keras, tf
+from ._tf import keras, ops
 
 _RUNNING_VAR = ("unbiased", "biased")
+
+
+def _moments(x):
+    """Mean and biased variance over N, H, W in two passes (mean of squared differences, as
+    PyTorch; not E[x^2] - E[x]^2), op for op as ``tf.nn.moments``: the variance sees the mean
+    through a stop-gradient (its exact gradient there is zero anyway)."""
+    mean = ops.mean(x, axis=(0, 1, 2))
+    var = ops.mean(ops.square(x - ops.stop_gradient(mean)), axis=(0, 1, 2))
+    return mean, var
 
 
 class BatchNorm(keras.layers.Layer):
@@ -38,30 +48,34 @@ class BatchNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        dtype = x.dtype
-        if dtype in (tf.bfloat16, tf.float16):  # statistics in float32, as PyTorch's kernels accumulate
-            x = tf.cast(x, tf.float32)
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if dtype in ("bfloat16", "float16"):  # statistics in float32, as PyTorch's kernels accumulate
+            x = ops.cast(x, "float32")
         if training and self.trainable:
-            # Two-pass moments (mean of squared differences), as PyTorch; not E[x^2] - E[x]^2.
-            mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+            mean, var = _moments(x)
             self._update_moving(x, mean, var)
         else:
-            mean, var = (tf.cast(v, x.dtype) for v in (self.moving_mean, self.moving_variance))
-        gamma, beta = tf.cast(self.gamma, x.dtype), tf.cast(self.beta, x.dtype)
-        # x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps)), PyTorch's CPU order.
-        y = tf.nn.batch_normalization(x, mean, var, beta, gamma, self.epsilon)
-        return tf.cast(y, dtype)
+            mean, var = (ops.cast(v, x.dtype) for v in (self.moving_mean, self.moving_variance))
+        gamma, beta = ops.cast(self.gamma, x.dtype), ops.cast(self.beta, x.dtype)
+        # x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps)), PyTorch's CPU order
+        # (and tf.nn.batch_normalization's, op for op).
+        inv = ops.rsqrt(var + self.epsilon) * gamma
+        y = x * inv + (beta - mean * inv)
+        return ops.cast(y, dtype)
 
     def _update_moving(self, x, mean, var):
-        mean = tf.stop_gradient(mean)
-        var = tf.stop_gradient(var)
+        mean = ops.stop_gradient(mean)
+        var = ops.stop_gradient(var)
         if self.running_var_mode == "unbiased":
-            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), var.dtype)
+            n = 1
+            for size in ops.shape(x)[:-1]:  # ints, or scalar tensors for a dynamic batch in a TF graph
+                n = n * size
+            n = ops.cast(n, var.dtype)
             var = var * (n / (n - 1.0))
         d = self.decay
         for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
-            old = tf.cast(moving, batch.dtype)
-            moving.assign(tf.cast(d * old + (1.0 - d) * batch, moving.dtype))
+            old = ops.cast(moving, batch.dtype)
+            moving.assign(ops.cast(d * old + (1.0 - d) * batch, moving.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape
