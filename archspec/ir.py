@@ -371,6 +371,13 @@ class Spec:
     def convention(self, key, default=None):
         return dict(self.conventions).get(key, default)
 
+    def size_mismatch(self, height: int, width: int):
+        """None when this network, built for ``input_shape``, computes at ``height`` x ``width`` exactly
+        what one built for that size would (every renderer then accepts the input); else one line
+        saying why not (:mod:`archspec.sizes`)."""
+        from .sizes import size_mismatch
+        return size_mismatch(self, int(height), int(width))
+
     def deterministic(self) -> "Spec":
         """The same network with every dropout rate and stochastic-depth rate set to 0.
 

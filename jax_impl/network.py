@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from archspec import ir
+from archspec import ConfigError, ir
 
 from . import blocks, initializers, layers
 
@@ -53,8 +53,13 @@ class Network(nn.Module):
         """``(output, {path: output of every top-level layer})``."""
         expected = tuple(self.spec.input_shape)
         if tuple(x.shape[1:]) != expected:
-            raise ValueError(f"{self.spec.name}: input shape {tuple(x.shape)} (batch first, NHWC): found "
-                             f"{tuple(x.shape[1:])} per sample, expected {expected}")
+            if x.ndim == 4 and x.shape[3] == expected[2]:  # another size: archspec.sizes says whether it is valid
+                reason = self.spec.size_mismatch(x.shape[1], x.shape[2])
+                if reason is not None:
+                    raise ConfigError(f"input of shape {tuple(x.shape)}: {reason}")
+            else:
+                raise ConfigError(f"{self.spec.name}: input shape {tuple(x.shape)} (batch first, NHWC): found "
+                                  f"{tuple(x.shape[1:])} per sample, expected {expected}")
         outputs = {}
         for layer in self.spec.layers:
             x = render(layer)(x, train=train)

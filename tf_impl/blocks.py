@@ -36,7 +36,8 @@ def channel_shuffle(x, groups, out_shape):
 
     (N, H, W, C) -> (N, H, W, groups, C/groups) -> swap the last two -> (N, H, W, C).
     """
-    h, w, c = out_shape
+    c = out_shape[2]
+    h, w = ops.shape(x)[1], ops.shape(x)[2]  # not out_shape's: the network may run at another size
     x = ops.reshape(x, (-1, h, w, groups, c // groups))
     x = ops.transpose(x, (0, 1, 2, 4, 3))
     return ops.reshape(x, (-1, h, w, c))

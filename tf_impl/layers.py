@@ -46,7 +46,10 @@ class IRLayer(keras.layers.Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.ir.out_shape)
+        out = self.ir.out_shape
+        if len(out) == 3 and len(input_shape) == 4 and None in tuple(input_shape[1:3]):
+            return (input_shape[0], None, None, out[2])  # a network that runs at any size (archspec.sizes)
+        return (input_shape[0], *out)
 
 
 def _has_padding(padding):

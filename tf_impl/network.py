@@ -1,7 +1,7 @@
 """``build(spec)``: a functional ``keras.Model`` with one layer per top-level IR layer, named by path."""
 
 import archspec
-from archspec import ir
+from archspec import ConfigError, ir
 
 from ._tf import keras
 from .blocks import BasicBlock, Bottleneck, DepthwiseSeparable, InvertedResidual, ShuffleUnit, SqueezeExcite
@@ -30,7 +30,8 @@ def render(layer, dtype=None):
 
 @keras.saving.register_keras_serializable(package="crossframe", name="Network")
 class Network(keras.Model):
-    """Functional model of a resolved spec: NHWC float input of exactly ``spec.input_shape``.
+    """Functional model of a resolved spec: NHWC float input of ``spec.input_shape``, or of any other size
+    at which ``spec.size_mismatch(H, W)`` is None (symmetric padding, no flatten; refused otherwise).
 
     ``model.spec`` is the ``ir.Spec``; ``model.get_layer(path)`` is the layer of a top-level path;
     ``model.intermediates(x)`` returns ``{path: output}`` of every top-level layer.
@@ -40,7 +41,12 @@ class Network(keras.Model):
 
     def __init__(self, spec, dtype=None):
         policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-        inputs = keras.Input(shape=tuple(spec.input_shape), name="input", dtype=policy.compute_dtype)
+        # Spatial dimensions left open unless a flatten fixes them: the model then runs at every size
+        # where spec.size_mismatch is None (checked in call), as the PyTorch and Flax renderings do.
+        shape = tuple(spec.input_shape)
+        if len(shape) == 3 and not any(layer.kind == "flatten" for layer in spec.layers):
+            shape = (None, None, shape[2])
+        inputs = keras.Input(shape=shape, name="input", dtype=policy.compute_dtype)
         x = inputs
         for layer in spec.layers:
             x = render(layer, dtype=policy)(x)
@@ -49,6 +55,25 @@ class Network(keras.Model):
         self.spec = spec
         object.__setattr__(self, "_layers_dtype", policy)  # what every layer was built with (get_config)
         object.__setattr__(self, "_intermediates_model", None)  # untracked: not a sub-layer of the model
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        self._check_input(inputs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def _check_input(self, x):
+        """Refuse (ConfigError) a static spatial size this network cannot run at (archspec.sizes)."""
+        shape = tuple(x.shape)
+        if len(self.spec.input_shape) != 3:
+            return  # a flat input (N, F): Keras' own check of the functional input
+        h, w, c = self.spec.input_shape
+        if len(shape) != 4 or shape[3] not in (c, None):
+            raise ConfigError(f"{self.spec.name}: input of shape {shape}, expected (N, {h}, {w}, {c}) (N, H, W, C)"
+                              + ("; the input looks channels-first (NCHW): Keras models here take NHWC"
+                                 if len(shape) == 4 and shape[1] == c else ""))
+        if None not in shape[1:3] and tuple(shape[1:3]) != (h, w):
+            reason = self.spec.size_mismatch(shape[1], shape[2])
+            if reason is not None:
+                raise ConfigError(f"input of shape {shape}: {reason}")
 
     def get_config(self):
         """The spec (``Spec.to_config()``) and dtype policy: ``from_config`` rebuilds every layer from it,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import archspec
-from archspec import ir
+from archspec import ConfigError, ir
 
 from . import blocks, layers
 
@@ -90,7 +90,9 @@ def _init_weights(model):
 
 
 class Network(nn.Module):
-    """A spec rendered for PyTorch: NCHW float input of shape ``(N, C, H, W)`` from ``spec.input_shape``.
+    """A spec rendered for PyTorch: NCHW float input of shape ``(N, C, H, W)`` from ``spec.input_shape``,
+    or of any other size at which ``spec.size_mismatch(H, W)`` is None (symmetric padding, no flatten),
+    as torchvision's models run at any size.
 
     ``.spec`` is the ``ir.Spec``; the top-level layers are reachable by their canonical paths.
     """
@@ -119,16 +121,15 @@ class Network(nn.Module):
         found = tuple(x.shape[1:]) if x.dim() == 4 else None
         if found != expected:
             c, h, w = expected
+            if x.dim() == 4 and x.shape[1] == c:  # another size: archspec.sizes says whether it is valid
+                reason = self.spec.size_mismatch(x.shape[2], x.shape[3])
+                if reason is None:
+                    return  # the paddings do not depend on the size: runs as a network built for it
+                raise ConfigError(f"input of shape {tuple(x.shape)}: {reason}")
             hint = ""
-            if x.dim() == 4 and x.shape[1] == c and x.shape[2] == x.shape[3]:
-                hint = (f"; to run {x.shape[2]}x{x.shape[3]} inputs, build from "
-                        f"archspec.load({self.spec.name!r}, input_size={x.shape[2]})")
-            elif x.dim() == 4 and x.shape[-1] == c and x.shape[1] == x.shape[2]:
+            if x.dim() == 4 and x.shape[-1] == c:
                 hint = "; the input looks channels-last (NHWC): PyTorch models take NCHW"
-            else:
-                hint = (f"; for another resolution build from "
-                        f"archspec.load({self.spec.name!r}, input_size=N)")
-            raise ValueError(f"{self.spec.name}: input of shape {tuple(x.shape)}, expected (N, {c}, {h}, {w}) "
+            raise ConfigError(f"{self.spec.name}: input of shape {tuple(x.shape)}, expected (N, {c}, {h}, {w}) "
                              f"(N, C, H, W){hint}")
 
     def forward(self, x):

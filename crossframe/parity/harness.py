@@ -197,7 +197,7 @@ def planned_runs(frameworks, modes, floor=True, dtype="float32"):
 
 
 def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
-                  device="cpu", precision="strict", dtype="float32", floor=True, progress=None,
+                  device="cpu", precision="strict", dtype="float32", floor=True, progress=None, train_batch=None,
                   stochastic=False):
     """Run ``spec`` in each framework with identical weights; one :class:`Record` per mode and pair.
 
@@ -209,13 +209,14 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
     keep-masks drawn once per step from ``seed`` (:func:`draw_keep_masks`) and given identically to
     every framework through its renderer's hook; False (default): every rate set to 0
     (``spec.deterministic()``). Eval is the same either way (dropout is inactive there).
+    ``batch``: the eval batch; train, grad and step use ``train_batch``, by default ``max(batch, 4)``.
     """
     frameworks = [f for f in ORDER if f in frameworks]
     if not stochastic:
         spec = spec.deterministic()  # dropout is inactive in eval anyway; train modes need it off
     if weights is None:
         weights = calibrated_weights(spec, seed=seed)
-    xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else max(batch, 4), steps=3)
+    xs, cot = _inputs(spec, seed, batch if modes == ("eval",) else train_batch or max(batch, 4), steps=3)
     masks = draw_keep_masks(spec, len(xs[0]), len(xs), seed) if stochastic else None
     zero_grads = structurally_zero_grads(spec)
     reference = floor and dtype == "float32"

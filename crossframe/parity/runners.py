@@ -241,6 +241,10 @@ class KerasRunner(Runner):
         return self.adapter.from_keras(self.model, self.np_dtype)
 
 
+# see FlaxRunner._float64_op_by_op: EfficientNet-B3 (2304 channels) and wider; not B0-B2 or MobileNets
+FLOAT64_JIT_MAX_GROUPED_CHANNELS = 2048
+
+
 class FlaxRunner(Runner):
     name = "jax"
 
@@ -328,8 +332,21 @@ class FlaxRunner(Runner):
         and step modes share it, so XLA compiles the network's backward pass once, not twice."""
         if self._grad_fn is None:
             jax = self.jax
-            self._grad_fn = jax.jit(jax.grad(self._loss, argnums=(0, 2), has_aux=True))
+            grad_fn = jax.grad(self._loss, argnums=(0, 2), has_aux=True)
+            self._grad_fn = grad_fn if self._float64_op_by_op() else jax.jit(grad_fn)
         return self._grad_fn
+
+    def _float64_op_by_op(self):
+        """XLA:CPU has float32 kernels for grouped convolutions but none for float64: in a float64
+        program it rewrites each grouped conv's gradient into a dense one (a C x C kernel), and one
+        EfficientNet-B7 grad program at 224 px asks for a 27.6 GB buffer. A float64 reference of a
+        network with grouped convs wider than :data:`FLOAT64_JIT_MAX_GROUPED_CHANNELS` channels
+        therefore runs its backward pass op by op (10.3 GB for B7 at 224 px, batch 2): the same
+        arithmetic, without one program-wide buffer."""
+        if self.dtype != "float64" or self.device != "cpu":
+            return False
+        return any(getattr(layer, "groups", 1) > 1 and layer.in_channels > FLOAT64_JIT_MAX_GROUPED_CHANNELS
+                   for layer in self.spec.walk())
 
     def grad(self, x, cotangent, masks=None):
         v = self.variables
