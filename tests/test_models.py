@@ -330,7 +330,11 @@ TIMM_FEATURES = [("timm/mobilenetv2_035", "mobilenetv2_035"), ("timm/resnet18", 
 TIMM_FEATURES_HEAVY = [("timm/efficientnet_b0", "efficientnet_b0"), ("timm/mnasnet_050", "mnasnet_050"),
                        ("timm/mobilenetv3_small_100", "mobilenetv3_small_100"),
                        ("timm/mobilenetv3_large_100", "mobilenetv3_large_100"),
-                       ("timm/mobilenetv1_100", "mobilenetv1_100"), ("timm/resnet50", "resnet50")]
+                       ("timm/mobilenetv1_100", "mobilenetv1_100"), ("timm/resnet50", "resnet50"),
+                       ("resnext50_32x4d", "resnext50_32x4d"), ("wide_resnet50_2", "wide_resnet50_2"),
+                       ("regnet_y_400mf", "regnety_004"), ("regnet_y_1_6gf", "regnety_016"),
+                       ("regnet_x_400mf", "regnetx_004_tv"),  # timm's regnetx_004 is pycls' (384 channels, not 400)
+                       ("regnet_x_3_2gf", "regnetx_032")]
 
 
 def _timm_feature_info(ours, theirs):
