@@ -160,9 +160,12 @@ def create_model(name, framework="torch", weights=None, weights_format=None, num
     features = features_only or out_indices is not None
     if features and num_classes is not None:
         raise ConfigError("num_classes has no meaning with features_only=True (no classifier is built)")
-    from archspec.frameworks import import_in_order, require
+    from archspec.frameworks import import_in_order, import_keras, require
     require([fw])
-    import_in_order([fw])
+    if fw == "tf":
+        import_keras()  # Keras on the process' backend: KERAS_BACKEND=jax or torch works too
+    else:
+        import_in_order([fw])
     if features:
         from . import features as feats
 

@@ -11,7 +11,9 @@ HELP = "check that PyTorch, Keras and Flax compute the same numbers (the whole z
 def add_arguments(p):
     p.add_argument("arch", nargs="*", help="variants to check (default: the zoo, every variant of ours; "
                                            "library-named ones such as timm/resnet50 when named)")
-    p.add_argument("--frameworks", default="torch,tf,jax", help="comma-separated subset of torch,tf,jax")
+    p.add_argument("--frameworks", default="torch,tf,jax",
+                   help="comma-separated subset of torch,tf,jax,keras-jax,keras-torch (the last two: tf_impl on "
+                        "Keras' JAX / PyTorch backend, in a worker process)")
     p.add_argument("--device", default="cpu",
                    help="cpu, gpu or tpu for every framework, or per framework: torch:cpu,jax:gpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
@@ -81,9 +83,10 @@ def run(args):
     from ..progress import progress_bar
 
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    bad = [f for f in frameworks if f not in ("torch", "tf", "jax")]
+    known = ("torch", "tf", "jax", "keras-jax", "keras-torch")
+    bad = [f for f in frameworks if f not in known]
     if bad or len(frameworks) < 2:
-        raise ConfigError(f"--frameworks {args.frameworks!r}: expected two or more of torch, tf, jax")
+        raise ConfigError(f"--frameworks {args.frameworks!r}: expected two or more of {', '.join(known)}")
     _require_frameworks(frameworks)
     device = _parse_device(args.device, frameworks)
     modes = tuple(m.strip() for m in args.mode.split(","))
@@ -98,7 +101,7 @@ def run(args):
     specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work
     if args.weights and len(specs) != 1:
         raise ConfigError("--weights needs exactly one ARCH")
-    import_in_order(["torch"] + frameworks)  # torch side first, always
+    import_in_order(["torch"] + frameworks)  # torch side first, always (keras-* run in worker processes)
 
     from ..parity import check_network
     from ..parity.table import format_table

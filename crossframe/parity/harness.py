@@ -20,6 +20,7 @@ MODES = ("eval", "train", "grad", "step")
 # takes the other branch; two SGD steps amplify rounding): checked in float64 too, every framework.
 REFERENCE64_MODES = ("train", "grad", "step")
 ORDER = ("torch", "jax", "tf")  # construction order: torch side before TensorFlow, always
+ORDER += ("keras-jax", "keras-torch")  # Keras on another backend, in a worker process (keras_backend.py)
 
 
 @dataclass

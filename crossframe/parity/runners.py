@@ -379,6 +379,9 @@ class FlaxRunner(Runner):
 
 
 RUNNERS = {"torch": TorchRunner, "tf": KerasRunner, "jax": FlaxRunner}
+# keras-jax, keras-torch: tf_impl on Keras' JAX and PyTorch backends, each in a worker process
+from .keras_backend import RUNNERS as _KERAS_BACKEND_RUNNERS  # noqa: E402
+RUNNERS.update(_KERAS_BACKEND_RUNNERS)
 
 
 def make_runner(framework, spec, weights, **kwargs):
