@@ -35,8 +35,8 @@ class FrameworkMissing(ConfigError):
     def __init__(self, framework, detail="", hint=""):
         self.framework = framework
         why = f" ({detail})" if detail else ""
-        text = (f"{NAMES[framework]} is not installed{why}: pip install 'crossframe[{EXTRAS.get(framework, framework)}]' "
-                f"(or ./dev install)")
+        extra = EXTRAS.get(framework, framework)
+        text = f"{NAMES[framework]} is not installed{why}: pip install 'crossframe[{extra}]' (or ./dev install)"
         super().__init__(text + (f"; {hint}" if hint else ""))
 
 

@@ -26,7 +26,7 @@ import weakref
 
 import numpy as np
 
-from archspec.errors import ConfigError
+from archspec.errors import ConfigError, CrossframeError
 
 from .runners import LOW_PRECISION, Runner
 
@@ -180,7 +180,7 @@ class KerasBackendRunner(Runner):
         if request.get("in") and os.path.exists(request["in"]):
             os.remove(request["in"])
         if not answer["ok"]:
-            if answer.get("kind") in ("ConfigError", "FrameworkMissing"):
+            if answer.get("user"):  # bad input (a CrossframeError in the worker): one line, as here
                 raise ConfigError(f"{self.name}: {answer['error']}")
             raise RuntimeError(f"{self.name} worker (KERAS_BACKEND={self.backend}) failed in {op!r}: "
                                f"{answer['error']}\n{answer.get('traceback', '')}")
@@ -488,8 +488,9 @@ def _serve(stdin, answers):
                 _save(request["out"], **out)
             answer = {"ok": True}
         except Exception as err:  # answered, not fatal: the parent raises it
-            answer = {"ok": False, "kind": type(err).__name__, "error": f"{type(err).__name__}: {err}"
-                      if not isinstance(err, ConfigError) else str(err), "traceback": traceback.format_exc()}
+            user = isinstance(err, CrossframeError)
+            answer = {"ok": False, "user": user, "error": str(err) if user else f"{type(err).__name__}: {err}",
+                      "traceback": traceback.format_exc()}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 
