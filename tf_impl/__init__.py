@@ -1,9 +1,10 @@
-"""tf_impl: archspec's resolved IR rendered as Keras 3 layers on the TensorFlow backend (NHWC).
+"""tf_impl: archspec's resolved IR rendered as Keras 3 layers (NHWC), on the Keras backend of the
+process: TensorFlow (``KERAS_BACKEND`` unset), JAX or PyTorch (``tf_impl._tf.BACKEND``).
 
 ``build(spec_or_name)`` returns a functional :class:`Network` (a ``keras.Model``) with ``.spec``;
 each IR class has a Keras layer of the same name constructed from the IR object, and top-level
-layers are named by canonical path. TensorFlow is imported on first use of any of these names, and
-always through ``tf_impl._tf``. Importing this package imports triton (not TensorFlow) at once, so
+layers are named by canonical path. Keras (and TensorFlow on its backend) is imported on first use
+of any of these names, and always through ``tf_impl._tf``. Importing this package imports triton (not TensorFlow) at once, so
 that ``import tf_impl; import tensorflow; import torchvision`` cannot crash: see ``_tf``.
 """
 
@@ -38,7 +39,7 @@ def _register_network():
     """Import ``network``, whose ``Network`` class registers itself with Keras (``crossframe>Network``),
     so that ``keras.models.load_model`` finds it; True once done. Skipped while ``_tf`` is importing
     Keras (that import registers it); False while TensorFlow is half imported (it imports Keras
-    itself) or when Keras runs on another backend (tf_impl is unusable there)."""
+    itself) or when Keras' backend is one tf_impl refuses (``_tf`` raises a ConfigError)."""
     if "network" in globals() or f"{__name__}.network" in sys.modules:
         return True
     tf_mod = sys.modules.get(f"{__name__}._tf")
