@@ -352,6 +352,8 @@ class Spec:
     spec_hash: str = ""
     # The merged config it was resolved from, as sorted JSON (what spec_hash hashes): to_config().
     config_json: str = field(default="", compare=False, repr=False)
+    # Set by deterministic(): the config still has its rates, the layers do not (to_config keeps it).
+    rates_zeroed: bool = field(default=False, compare=False, repr=False)
 
     def tensors(self) -> Tuple[Tensor, ...]:
         return tuple(t for layer in self.layers for t in layer.tensors())
@@ -383,13 +385,16 @@ class Spec:
 
         Train-mode parity needs it: the three frameworks draw different random masks.
         """
-        return replace(self, layers=tuple(_without_dropout(layer) for layer in self.layers))
+        return replace(self, layers=tuple(_without_dropout(layer) for layer in self.layers), rates_zeroed=True)
 
     def to_config(self) -> dict:
         """A JSON-able dict that :func:`archspec.from_config` resolves back to this spec (same spec_hash)."""
         import json
-        return {"name": self.name, "family": self.family, "spec_hash": self.spec_hash,
-                "config": json.loads(self.config_json) if self.config_json else None}
+        out = {"name": self.name, "family": self.family, "spec_hash": self.spec_hash,
+               "config": json.loads(self.config_json) if self.config_json else None}
+        if self.rates_zeroed:
+            out["deterministic"] = True  # from_config applies deterministic() again
+        return out
 
     def walk(self):
         """Every layer, blocks and their sub-layers, depth first, in execution order."""

@@ -834,7 +834,9 @@ def from_config(config, *, limits=None) -> ir.Spec:
     want = config.get("spec_hash")
     if want is not None and spec.spec_hash != want:
         raise SpecError(where, "$.spec_hash", want, f"the hash of its config ({spec.spec_hash})")
-    return spec
+    if config.get("deterministic", False) not in (True, False):
+        raise SpecError(where, "$.deterministic", config["deterministic"], "true or false")
+    return spec.deterministic() if config.get("deterministic") else spec
 
 
 def list_variants():

@@ -42,7 +42,8 @@ def resolve_at(spec: ir.Spec, size: int) -> ir.Spec:
         raise SpecError("<spec>", "$.input.size", size, f"a spec with its config ({spec.name} was built without one)")
     config = json.loads(spec.config_json)
     config["input"]["size"] = size
-    return load({"family": spec.family, "base": config, "variants": {spec.name: {}}})
+    other = load({"family": spec.family, "base": config, "variants": {spec.name: {}}})
+    return other.deterministic() if spec.rates_zeroed else other
 
 
 def _axis_reason(spec: ir.Spec, size: int):

@@ -59,6 +59,11 @@ def test_spec_config_round_trip_keeps_the_hash():
         spec = archspec.load(name, **over)
         again = archspec.from_config(json.loads(json.dumps(spec.to_config())))
         assert (again.name, again.spec_hash, again.layers) == (spec.name, spec.spec_hash, spec.layers), name
+    # deterministic() (every dropout and drop-path rate 0) survives the round trip, and a size change
+    spec = archspec.load("efficientnet_b0", input_size=64).deterministic()
+    again = archspec.from_config(json.loads(json.dumps(spec.to_config())))
+    assert again.layers == spec.layers and again.layers != archspec.load("efficientnet_b0", input_size=64).layers
+    assert spec.size_mismatch(96, 96) is None
     bad = archspec.load("dsconv_cnn").to_config()
     bad["config"]["num_classes"] = 11  # a config that does not give the hash it claims
     with pytest.raises(archspec.SpecError, match="spec_hash"):
