@@ -30,11 +30,11 @@ def add_arguments(p):
     p.add_argument("--no-floor", action="store_true",
                    help="skip the float64 runs (the floor; train/grad/step float64 references) and, with "
                         "--dtype bfloat16, the float32 reference (faster)")
-    p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
-
     p.add_argument("--stochastic", action="store_true",
                    help="train/grad/step with the spec's dropout and drop-path rates, the same keep-masks (drawn "
                         "from --seed) in every framework (default: every rate 0)")
+    p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
+
 
 def _load_weights(args, spec):
     from weight_transfer import load
