@@ -28,7 +28,8 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
                   "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
-                  "torchvision/mnasnet0_5", "resnext50_32x4d", "regnet_y_400mf"]
+                  "torchvision/mnasnet0_5", "regnet_y_400mf"]
+# (ResNeXt's grouped 3x3 bottleneck conv is RegNetY's, less the SE: resnext50_32x4d under -m heavy)
 
 
 # Deep networks that run under -m heavy only, whatever else selects them (e.g. library checkpoints at

@@ -16,6 +16,7 @@ import contextlib
 import numpy as np
 
 from .. import frameworks, precision
+from archspec import ir
 from archspec.errors import ConfigError
 
 
@@ -241,7 +242,7 @@ class KerasRunner(Runner):
         return self.adapter.from_keras(self.model, self.np_dtype)
 
 
-# see FlaxRunner._float64_op_by_op: EfficientNet-B3 (2304 channels) and wider; not B0-B2 or MobileNets
+# see FlaxRunner._float64_op_by_op: EfficientNet-B2 (2112 channels) and wider; not B0, B1 or the MobileNets
 FLOAT64_JIT_MAX_GROUPED_CHANNELS = 2048
 
 
@@ -345,8 +346,8 @@ class FlaxRunner(Runner):
         arithmetic, without one program-wide buffer."""
         if self.dtype != "float64" or self.device != "cpu":
             return False
-        return any(getattr(layer, "groups", 1) > 1 and layer.in_channels > FLOAT64_JIT_MAX_GROUPED_CHANNELS
-                   for layer in self.spec.walk())
+        return any(isinstance(layer, ir.ConvBNAct) and layer.groups > 1
+                   and layer.in_channels > FLOAT64_JIT_MAX_GROUPED_CHANNELS for layer in self.spec.walk())
 
     def grad(self, x, cotangent, masks=None):
         v = self.variables
