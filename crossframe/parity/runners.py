@@ -271,8 +271,9 @@ class FlaxRunner(Runner):
         def apply_train(v, x, masks):
             return self.module.apply({**v, **masks}, x, train=True, mutable=["batch_stats"])
 
-        self._eval = jax.jit(apply_eval)
-        self._train = jax.jit(apply_train)
+        jit = (lambda f: f) if self._float64_op_by_op() else jax.jit
+        self._eval = jit(apply_eval)
+        self._train = jit(apply_train)
 
     @contextlib.contextmanager
     def _context(self):
@@ -339,11 +340,12 @@ class FlaxRunner(Runner):
 
     def _float64_op_by_op(self):
         """XLA:CPU has float32 kernels for grouped convolutions but none for float64: in a float64
-        program it rewrites each grouped conv's gradient into a dense one (a C x C kernel), and one
-        EfficientNet-B7 grad program at 224 px asks for a 27.6 GB buffer. A float64 reference of a
-        network with grouped convs wider than :data:`FLOAT64_JIT_MAX_GROUPED_CHANNELS` channels
-        therefore runs its backward pass op by op (10.3 GB for B7 at 224 px, batch 2): the same
-        arithmetic, without one program-wide buffer."""
+        program it rewrites each grouped conv (forward and gradient) into a dense one (a C x C
+        kernel), and the program holds them all at once: one EfficientNet-B7 grad program at 224 px
+        asks for a 27.6 GB buffer, its train-mode forward at 32 px reaches 23.7 GB. A float64
+        reference of a network with grouped convs wider than :data:`FLOAT64_JIT_MAX_GROUPED_CHANNELS`
+        channels therefore runs op by op, forward and backward (10.3 GB for the B7 grad at 224 px,
+        batch 2): the same arithmetic, without one program-wide buffer."""
         if self.dtype != "float64" or self.device != "cpu":
             return False
         return any(isinstance(layer, ir.ConvBNAct) and layer.groups > 1
