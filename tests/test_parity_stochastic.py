@@ -84,11 +84,7 @@ def test_torch_hook_uses_the_given_mask():
 
 def _shortcut_dropped_forward(self, x):
     """torch InvertedResidual with the fault: drop path on the shortcut, the branch always added."""
-    y = x if self.expand is None else self.expand(x)
-    y = self.dw(y)
-    if self.se is not None:
-        y = self.se(y)
-    y = self.project(y)
+    y = self.branch(x)
     if self.residual:
         return torch_impl.drop_path(x, self.drop_path, self.training, self.ir.path) + y
     return y

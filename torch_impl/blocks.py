@@ -122,12 +122,15 @@ class InvertedResidual(_Block):
         self.residual = block.residual
         self.drop_path = block.drop_path
 
-    def forward(self, x):
+    def branch(self, x):
         y = x if self.expand is None else self.expand(x)
         y = self.dw(y)
         if self.se is not None:
             y = self.se(y)
-        y = self.project(y)
+        return self.project(y)
+
+    def forward(self, x):
+        y = self.branch(x)
         if self.residual:
             return x + drop_path(y, self.drop_path, self.training, self.ir.path)
         return y
