@@ -395,12 +395,12 @@ def _feature_parity(tmp_path, name, over):
             assert rel(a, b) <= 1e-5, (name, p, rel(a, b))
 
 
-def test_features_agree_across_frameworks(tmp_path):
-    _feature_parity(tmp_path, "resnet18", {"input_size": 32})
+# one network per family, at 32 px (dsconv_cnn at its own 28: its flatten fixes the size); every family is
+# in the default suite (issue 14), the per-family 64 px forms of the other tests are heavy
+FEATURE_FAMILIES = [(name, {**{k: v for k, v in over.items() if k != "num_classes"},
+                            **({} if name == "dsconv_cnn" else {"input_size": 32})}) for name, over in FAMILIES]
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("name,over", FAMILIES, ids=[n for n, _ in FAMILIES])
+@pytest.mark.parametrize("name,over", FEATURE_FAMILIES, ids=[n for n, _ in FEATURE_FAMILIES])
 def test_features_agree_across_frameworks_every_family(tmp_path, name, over):
-    over = {k: v for k, v in over.items() if k != "num_classes"}
     _feature_parity(tmp_path, name, over)
