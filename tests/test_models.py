@@ -2,8 +2,9 @@
 checkpoints (and changed: fresh head, or none), and Keras files that ``keras.models.load_model`` opens.
 
 Default suite: one network per family through ``.keras`` files in two fresh processes (convert's
-file, then ``model.save``'s), a torchvision checkpoint with 5 classes in PyTorch, and the head and
-format rules without any framework. ``-m heavy``: torchvision, timm and Keras Applications
+file, then ``model.save``'s), ``features_only`` parity of one network per family in all three
+frameworks, a torchvision checkpoint with 5 classes in PyTorch, and the head and format rules without
+any framework. ``-m heavy``: torchvision, timm and Keras Applications
 checkpoints with 5, 37 and 1000 classes and headless, in all three frameworks, against the library's
 own model.
 """
