@@ -15,7 +15,9 @@ try:  # the order matters: see crossframe/frameworks.py
 except ImportError:
     pass
 
+import functools  # noqa: E402
 import random  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import zlib  # noqa: E402
 
@@ -89,10 +91,12 @@ def pytest_terminal_summary(terminalreporter):
 
 # -- the heavy suite within 24 GiB (issue 12, item 20) ---------------------------------------------
 # The largest cases (train/grad/step parity and native-resolution checks of EfficientNet-B4..B7 and
-# ResNet-101/152, Keras Applications EfficientNetB4..B7; 35 tests) each hold several GB in three
-# frameworks. They share one xdist group, so ``--dist loadgroup`` (which ``./dev test`` passes) runs them one after
-# another on one worker, never two at once; and every heavy test frees the frameworks' compiled
-# programs and models when it ends, so a worker does not grow from case to case.
+# ResNet-101/152, Keras Applications EfficientNetB4..B7) each hold several GB in three frameworks.
+# They share one xdist group, so ``--dist loadgroup`` (which ``./dev test`` passes) runs them one after
+# another on one worker, never two at once; and each runs in a fresh Python process of its own, so
+# what a framework keeps after a case (allocator pools, caches that outlive ``clear_caches``) ends
+# with it: a worker that ran them in-process grew to 20 GB and was killed. Every other heavy test
+# frees the frameworks' compiled programs and models when it ends.
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "EfficientNetB4",
                        "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet101", "resnet152",
                        "resnext101", "wide_resnet")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
@@ -100,13 +104,40 @@ BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", 
 BIG_MEMORY_CHECKS = ("test_train_grad_step_parity_all", "test_train_parity_native_resolution",
                      "test_eval_parity_full_resolution", "test_parity_and_round_trip_heavy",
                      "test_import_parity_native_resolution")
+# set in the process that runs one big-memory case on its own
+ISOLATED = "CROSSFRAME_TEST_ISOLATED"
+
+
+def is_big_memory(item):
+    return bool(item.get_closest_marker("heavy") and getattr(item, "originalname", None) in BIG_MEMORY_CHECKS
+                and any(name in item.name for name in BIG_MEMORY_NETWORKS))
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if (item.get_closest_marker("heavy") and item.originalname in BIG_MEMORY_CHECKS
-                and any(name in item.name for name in BIG_MEMORY_NETWORKS)):
+        if is_big_memory(item):
             item.add_marker(pytest.mark.xdist_group("big-memory"))
+            if not os.environ.get(ISOLATED):
+                item.runtest = functools.partial(run_in_own_process, item)
+
+
+def run_in_own_process(item):
+    """Run one test as ``pytest -n 0 NODEID`` in a fresh interpreter; its verdict is this test's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env[ISOLATED] = "1"
+    cmd = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-m", "heavy", "-rs",
+           "--durations=0", "--no-header", "-q", item.nodeid]
+    done = subprocess.run(cmd, cwd=item.config.rootpath, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    print(done.stdout[-20000:])  # shown with the failure, or with -s
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode == 0 and " passed" in last and "skipped" not in last:
+        return
+    if done.returncode == 0 and "skipped" in last:
+        reasons = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+        pytest.skip(f"in its own process: {reasons[-1] if reasons else last}")
+    pytest.fail(f"in its own process ({' '.join(cmd[2:])}): exit status {done.returncode}, {last}",
+                pytrace=False)
 
 
 @pytest.fixture(autouse=True)
