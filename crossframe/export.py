@@ -14,6 +14,10 @@ The torch side is imported before TensorFlow (and ``triton`` before both), whate
 Output files follow ``weight_transfer.outputs.claim``: an existing file is replaced only with
 ``overwrite=True`` (``--overwrite``), checked by :func:`check_outputs` before any work (the training
 command calls it before training), and written atomically (no partial file, ever).
+
+The moving average of a run trained with ``--ema`` is exported beside the raw weights with
+``ema=True``, to :func:`ema_path` of each file: ``NAME.ema.EXT`` (``net.pt`` -> ``net.ema.pt``,
+``net.weights.h5`` -> ``net.ema.weights.h5``), claimed by the same rule.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from . import frameworks
 from archspec.errors import ConfigError
 
 
-def load_checkpoint(directory, step=None):
-    """``(spec, variables, meta, step)`` of a training checkpoint (latest step by default)."""
+def ema_path(path):
+    """Where the moving average goes beside export ``path``: ``NAME.ema.EXT`` (``.weights.h5`` kept whole)."""
+    path = os.fspath(path)
+    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+    return path[:len(path) - len(suffix)] + ".ema" + suffix
+
+
+def load_checkpoint(directory, step=None, ema=False):
+    """``(spec, variables, meta, step)`` of a training checkpoint (latest step by default; ``ema=True``:
+    its moving average as the variables)."""
     from jax_impl.train import TrainConfig, build_spec
     from jax_impl.train import checkpoint as ckpt
 
@@ -34,15 +46,15 @@ def load_checkpoint(directory, step=None):
     if meta.get("spec_hash") and spec.spec_hash and meta["spec_hash"] != spec.spec_hash:
         raise ConfigError(f"{directory}: the checkpoint was trained on spec {meta['spec_name']} with hash "
                          f"{meta['spec_hash']}; this archspec resolves it to {spec.spec_hash}")
-    variables, step = ckpt.restore_variables(directory, step)
+    variables, step = ckpt.restore_variables(directory, step, ema=ema)
     return spec, variables, meta, step
 
 
-def canonical_weights(directory, step=None):
-    """``(spec, {canonical name: float32 array})`` of a training checkpoint."""
+def canonical_weights(directory, step=None, ema=False):
+    """``(spec, {canonical name: float32 array})`` of a training checkpoint (``ema=True``: its moving average)."""
     from weight_transfer import flax_adapter
 
-    spec, variables, _, _ = load_checkpoint(directory, step)
+    spec, variables, _, _ = load_checkpoint(directory, step, ema=ema)
     return spec, flax_adapter.from_flax(variables, spec)
 
 
@@ -52,10 +64,14 @@ def _atomic(path, write):
     atomic_write(path, write)
 
 
-def check_outputs(torch_path=None, keras_path=None, overwrite=False):
+def check_outputs(torch_path=None, keras_path=None, overwrite=False, ema=False):
     """Refuse (``ConfigError``) export paths that may not be written: a wrong suffix, an existing file
-    without ``overwrite``, a directory, a symbolic link. Cheap: call it before training."""
+    without ``overwrite``, a directory, a symbolic link (with ``ema``: their :func:`ema_path` too).
+    Cheap: call it before training."""
     from weight_transfer.outputs import claim
+
+    if ema:
+        check_outputs(torch_path and ema_path(torch_path), keras_path and ema_path(keras_path), overwrite)
 
     if torch_path:
         if not str(torch_path).endswith((".pt", ".pth")):
@@ -102,18 +118,25 @@ def export_keras(spec, weights, path, overwrite=False):
     return path
 
 
-def export(directory, torch_path=None, keras_path=None, step=None, overwrite=False):
+def export(directory, torch_path=None, keras_path=None, step=None, overwrite=False, ema=False):
     """Export checkpoint ``directory`` to the given files; returns ``{framework: path}``.
 
-    An existing output file is replaced only with ``overwrite``; both paths are checked first.
+    ``ema=True``: also the checkpoint's moving average, to :func:`ema_path` of each file
+    (``{'torch_ema': ..., 'keras_ema': ...}`` added). An existing output file is replaced only with
+    ``overwrite``; every path is checked first.
     """
-    check_outputs(torch_path, keras_path, overwrite)
+    check_outputs(torch_path, keras_path, overwrite, ema=ema)
     if torch_path or keras_path:
         frameworks.import_torch()  # before anything imports TensorFlow
     spec, weights = canonical_weights(directory, step)
+    averaged = canonical_weights(directory, step, ema=True)[1] if ema else None
     out = {}
     if torch_path:
         out["torch"] = export_torch(spec, weights, torch_path, overwrite)
+        if ema:
+            out["torch_ema"] = export_torch(spec, averaged, ema_path(torch_path), overwrite)
     if keras_path:
         out["keras"] = export_keras(spec, weights, keras_path, overwrite)
+        if ema:
+            out["keras_ema"] = export_keras(spec, averaged, ema_path(keras_path), overwrite)
     return out

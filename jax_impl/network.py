@@ -49,8 +49,13 @@ class Network(nn.Module):
     spec: ir.Spec
 
     @nn.compact
-    def forward(self, x, train: bool = False):
-        """``(output, {path: output of every top-level layer})``."""
+    def forward(self, x, train: bool = False, frozen: Sequence[str] = ()):
+        """``(output, {path: output of every top-level layer})``.
+
+        ``frozen``: paths of top-level layers that run in eval mode whatever ``train`` says (running
+        BN statistics, neither read nor updated from the batch; no dropout or drop path): a frozen
+        backbone under a trained classifier (``jax_impl.train``, ``freeze='backbone'``).
+        """
         expected = tuple(self.spec.input_shape)
         if tuple(x.shape[1:]) != expected:
             if x.ndim == 4 and x.shape[3] == expected[2]:  # another size: archspec.sizes says whether it is valid
@@ -62,15 +67,15 @@ class Network(nn.Module):
                                   f"{tuple(x.shape[1:])} per sample, expected {expected}")
         outputs = {}
         for layer in self.spec.layers:
-            x = render(layer)(x, train=train)
+            x = render(layer)(x, train=train and layer.path not in frozen)
             outputs[layer.path] = x
         return x, outputs
 
-    def __call__(self, x, train: bool = False):
-        return self.forward(x, train=train)[0]
+    def __call__(self, x, train: bool = False, frozen: Sequence[str] = ()):
+        return self.forward(x, train=train, frozen=frozen)[0]
 
-    def intermediates(self, x, train: bool = False):
-        return self.forward(x, train=train)[1]
+    def intermediates(self, x, train: bool = False, frozen: Sequence[str] = ()):
+        return self.forward(x, train=train, frozen=frozen)[1]
 
 
 def build(spec_or_name) -> Network:

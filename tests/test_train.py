@@ -144,12 +144,13 @@ def _resume_config():
     from jax_impl.train import TrainConfig
 
     # dropout 0.2 and drop path 0.2: the resumed run must draw the same masks (fold_in(key, step)); depth
-    # 0.3 keeps 8 of the 17 blocks, one of them residual (drop path), and halves XLA's compile time
+    # 0.3 keeps 8 of the 17 blocks, one of them residual (drop path), and halves XLA's compile time; the
+    # moving average (--ema) must come back from the checkpoint too
     return TrainConfig(arch="mobilenet_v2_035",
                        overrides=dict(input_size=32, num_classes=10, drop_path_rate=0.2, depth=0.3),
                        data="synthetic", data_size=64, init="he", steps=8, batch_size=8, optimizer="sgd", lr=0.05,
                        momentum=0.9, weight_decay=1e-4, warmup_steps=2, label_smoothing=0.1, save_every=3,
-                       eval_every=4, log_every=2)
+                       eval_every=4, log_every=2, ema=0.7)
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +180,16 @@ def test_kill_and_resume_reproduces_the_loss_curve(resumed_runs):
     assert [s for s, _ in train_loss(log_whole)] == list(range(1, 9))
     assert train_loss(log_resumed) == train_loss(log_whole)  # exactly, bit for bit
     assert killed.losses()[:5] == whole.losses()[:5]
-    for a, b in zip(jax.tree.leaves(jax.device_get(resumed.state.variables)),
-                    jax.tree.leaves(jax.device_get(whole.state.variables))):
+    for a, b in zip(jax.tree.leaves(jax.device_get((resumed.state.variables, resumed.state.ema))),
+                    jax.tree.leaves(jax.device_get((whole.state.variables, whole.state.ema)))):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert (whole_dir / "metrics.png").stat().st_size > 10_000
+    # the moving average (restored bit for bit above) is evaluated beside the weights, and is not them
+    tests = [r for r in log_resumed if r["split"] == "test"]
+    assert [r["step"] for r in tests] == [4, 8] and all({"ema_loss", "ema_accuracy"} <= set(r) for r in tests)
+    assert all(r["ema_loss"] != r["loss"] for r in tests)
+    w8, ema8 = jax.device_get(whole.state.variables), jax.device_get(whole.state.ema)
+    assert not np.array_equal(w8["params"]["classifier"]["kernel"], ema8["params"]["classifier"]["kernel"])
 
 
 def test_trained_checkpoint_exports_to_torch_and_keras(resumed_runs, tmp_path):
@@ -191,8 +198,9 @@ def test_trained_checkpoint_exports_to_torch_and_keras(resumed_runs, tmp_path):
     torch = frameworks.import_torch()
     _, _, _, _, broken_dir = resumed_runs
     ckpt = broken_dir / "checkpoints"
-    written = export.export(ckpt, tmp_path / "net.pt", tmp_path / "net.weights.h5")
-    assert set(written) == {"torch", "keras"}
+    written = export.export(ckpt, tmp_path / "net.pt", tmp_path / "net.weights.h5", ema=True)
+    assert written == {"torch": tmp_path / "net.pt", "keras": tmp_path / "net.weights.h5",
+                       "torch_ema": str(tmp_path / "net.ema.pt"), "keras_ema": str(tmp_path / "net.ema.weights.h5")}
 
     import jax
     import jax_impl
@@ -214,6 +222,15 @@ def test_trained_checkpoint_exports_to_torch_and_keras(resumed_runs, tmp_path):
     got_keras = np.asarray(kmodel(x, training=False))
     assert _rel(got_torch, ref) <= 1e-5
     assert _rel(got_keras, ref) <= 1e-5
+    # the moving average beside them (NAME.ema.EXT), exactly
+    import weight_transfer as wt
+
+    _, averaged = export.canonical_weights(ckpt, ema=True)
+    assert not np.array_equal(averaged["classifier.kernel"], export.canonical_weights(ckpt)[1]["classifier.kernel"])
+    tmodel.load_state_dict(torch.load(tmp_path / "net.ema.pt"))
+    kmodel.load_weights(str(tmp_path / "net.ema.weights.h5"))
+    for got in (wt.from_torch(tmodel), wt.from_keras(kmodel)):
+        assert all(np.array_equal(got[n], averaged[n]) for n in averaged)
     with pytest.raises(ValueError, match="weights.h5"):
         export.export(ckpt, keras_path=tmp_path / "net.h5")
 

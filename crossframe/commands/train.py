@@ -1,8 +1,9 @@
 """crossframe train: train a spec with JAX/Flax (optax, jax.sharding, Orbax), optionally export it.
 
 Everything a user can get wrong is checked before training starts: the config values, the export
-paths (an existing file needs ``--overwrite``) and the workdir (a non-empty directory that holds no
-training run is refused). SIGINT / SIGTERM save a checkpoint at the step in flight and exit 130 / 143.
+paths (an existing file needs ``--overwrite``), the workdir (a non-empty directory that holds no
+training run is refused) and the ``--init-from`` checkpoint (read, strictly, before the workdir is
+touched). SIGINT / SIGTERM save a checkpoint at the step in flight and exit 130 / 143.
 """
 
 import json
@@ -10,6 +11,7 @@ import os
 import sys
 
 NAME = "train"
+INIT_FORMATS = ("torch", "keras", "flax", "canonical", "torchvision", "timm", "keras-applications")
 HELP = "train a network with JAX/Flax on the digits, synthetic data or an image folder; resume; export to PyTorch/Keras"
 
 
@@ -38,7 +40,29 @@ def add_arguments(p):
     p.add_argument("--num-classes", type=int, default=None, help="(digits implies 10, an image folder its class count)")
     p.add_argument("--deterministic", action="store_true", help="zero every dropout and drop-path rate")
     p.add_argument("--init", default=d.init, choices=("network", "he"),
-                   help="initial weights: the renderer's (network) or fan-in He (he; for nets without BN)")
+                   help="initial weights: the renderer's (network) or fan-in He (he; for nets without BN); with "
+                        "--init-from, the draw of a fresh classifier")
+    p.add_argument("--init-from", default=None, metavar="FILE",
+                   help="start from this checkpoint: any file `crossframe convert` reads (torchvision, timm, Keras "
+                        "Applications, torch, keras, flax, canonical, a training checkpoint directory). Its "
+                        "classifier size is read from it: without --num-classes it is kept, another --num-classes "
+                        "puts a fresh classifier on the loaded backbone (said in one line). Read only when the run "
+                        "starts at step 0: on a workdir holding checkpoints the run resumes from its own checkpoint "
+                        "and FILE is not read (a note says so; --no-resume starts over from FILE)")
+    p.add_argument("--init-format", default=None, metavar="FMT", choices=INIT_FORMATS,
+                   help="format of --init-from (crossframe convert's --from: " + ", ".join(INIT_FORMATS)
+                        + "); default: inferred from the file")
+    p.add_argument("--freeze", default=None, choices=("backbone",),
+                   help="backbone: train the classifier alone. Every other layer with weights is frozen: its "
+                        "parameters get no update, no weight decay and no optimizer state, and it runs in eval "
+                        "mode (BN normalises with its running statistics, which stay fixed; no drop path); the "
+                        "dropout before the classifier stays active")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (params and BN statistics), "
+                        "ema = DECAY*ema + (1-DECAY)*weights after every step, starting from the initial weights; "
+                        "checkpointed, evaluated beside the raw weights (ema_loss, ema_accuracy in metrics.jsonl) "
+                        "and exported beside them: --export-torch NAME.pt also writes NAME.ema.pt, --export-keras "
+                        "NAME.weights.h5 also NAME.ema.weights.h5. DECAY in (0, 1), e.g. 0.999")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
@@ -71,10 +95,13 @@ def add_arguments(p):
                         "moved aside (renamed checkpoints.old-<time>, metrics.old-<time>.jsonl) and the new "
                         "names printed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--export-torch", default=None, metavar="PATH", help="write the trained weights as a .pt state_dict")
-    p.add_argument("--export-keras", default=None, metavar="PATH", help="write the trained weights as .weights.h5")
+    p.add_argument("--export-torch", default=None, metavar="PATH",
+                   help="write the trained weights as a .pt state_dict (with --ema, the average to NAME.ema.pt)")
+    p.add_argument("--export-keras", default=None, metavar="PATH",
+                   help="write the trained weights as .weights.h5 (with --ema, the average to NAME.ema.weights.h5)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing --export-torch/--export-keras files (checked before training)")
+                   help="replace existing --export-torch/--export-keras files (and their .ema. siblings; checked "
+                        "before training)")
 
 
 def config_from_args(args):
@@ -92,7 +119,8 @@ def config_from_args(args):
         momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay, decay=args.decay,
         schedule=args.schedule, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip,
         label_smoothing=args.label_smoothing, dtype=args.dtype, precision=args.precision,
-        eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every)
+        eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every, freeze=args.freeze,
+        ema=args.ema)
 
 
 def run(args):
@@ -104,9 +132,12 @@ def run(args):
     for flag, value in (("--max-steps", args.max_steps), ("--devices", args.devices)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: expected an integer >= 1")
+    if args.init_format and not args.init_from:
+        raise ConfigError("--init-format: give --init-from FILE too")
     workdir = args.workdir or os.path.join("runs", args.arch)
     exporting = args.export_torch or args.export_keras
-    check_outputs(args.export_torch, args.export_keras, overwrite=args.overwrite)  # not after an hour of training
+    check_outputs(args.export_torch, args.export_keras, overwrite=args.overwrite,
+                  ema=config.ema is not None)  # not after an hour of training
     from jax_impl.train import workdir as workdir_lib
 
     workdir_lib.check(workdir, args.checkpoint_dir)
@@ -122,19 +153,37 @@ def run(args):
 
     from jax_impl.train import train
 
+    init_variables = init_source = None
+    if args.init_from:  # after jax.distributed.initialize(): Orbax asks JAX which process it is
+        from .. import init_from
+
+        checkpoint_dir = args.checkpoint_dir or os.path.join(workdir, "checkpoints")
+        resumed = init_from.resumed_step(checkpoint_dir, resume=not args.no_resume)
+        if resumed is None:
+            config, init_variables, init_source, line = init_from.prepare(config, args.init_from, args.init_format)
+        else:
+            config = init_from.keep_saved_classes(config, checkpoint_dir)
+            line = (f"--init-from {args.init_from}: not read: resuming the run in {checkpoint_dir} at step {resumed} "
+                    "(its own checkpoint wins; --no-resume starts over from the file)")
+        if jax.process_index() == 0:
+            print(line, file=sys.stderr)
+
     devices = jax.devices()[:args.devices] if args.devices else None
     result = train(config, workdir, checkpoint_dir=args.checkpoint_dir, max_steps=args.max_steps,
-                   resume=not args.no_resume, devices=devices, progress=not args.no_progress)
+                   resume=not args.no_resume, devices=devices, progress=not args.no_progress,
+                   init_variables=init_variables, init_source=init_source)
     summary = {"arch": result.spec.name, "step": int(jax.device_get(result.state.step)),
                "resumed_from": result.start_step, "stopped_early": result.stopped_early,
                "test": result.final_eval, **{k: v for k, v in result.paths.items() if v}}
+    if init_source:
+        summary["init_from"] = init_source
     if exporting and jax.process_index() == 0:
         if result.stopped_early:
             print("note: exporting the weights of an unfinished run", file=sys.stderr)
         from ..export import export
 
         summary["exported"] = export(result.paths["checkpoints"], args.export_torch, args.export_keras,
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite, ema=config.ema is not None)
     if jax.process_index() == 0:
         print(json.dumps(summary, indent=1))
     return 0

@@ -70,22 +70,44 @@ def restore(mgr, state, step=None):
     return state.replace_from_dict(restored["state"]), restored["meta"]
 
 
+def latest_step(directory):
+    """The newest step saved in ``directory``, ``None`` when it holds none (a local directory that
+    holds no step directory is not opened: Orbax would create it)."""
+    from .workdir import holds_checkpoints, is_remote
+
+    if not is_remote(directory) and not holds_checkpoints(directory):
+        return None
+    mgr = manager(directory)
+    try:
+        return mgr.latest_step()
+    finally:
+        mgr.close()
+
+
+def meta_of(mgr, step=None):
+    """The JSON description saved with the checkpoint at ``step`` (default: the latest) of ``mgr``."""
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise ConfigError(f"{mgr.directory}: no checkpoint found")
+    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
 def read_meta(directory, step=None):
     """The JSON description saved with a checkpoint, and its step."""
     mgr = manager(directory)
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-        raise ConfigError(f"{directory}: no checkpoint found")
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    mgr.close()
-    return meta, step
+    try:
+        step = mgr.latest_step() if step is None else step
+        return meta_of(mgr, step), step
+    finally:
+        mgr.close()
 
 
-def restore_variables(directory, step=None):
+def restore_variables(directory, step=None, ema=False):
     """``({'params', 'batch_stats'}, step)`` of a checkpoint as nested dicts of host arrays.
 
     Read without a target (no module, no optimizer needed); feed the result to
-    ``flax.serialization.from_state_dict`` or straight to ``module.apply``.
+    ``flax.serialization.from_state_dict`` or straight to ``module.apply``. ``ema=True``: the moving
+    average of a run with ``--ema`` instead (a ``ConfigError`` when the checkpoint has none).
     """
     mgr = manager(directory)
     try:
@@ -96,4 +118,9 @@ def restore_variables(directory, step=None):
     finally:
         mgr.close()
     state = jax.device_get(restored["state"])
+    if ema:
+        if not state.get("ema"):
+            raise ConfigError(f"{directory}: the checkpoint at step {step} holds no moving average (trained without "
+                              "--ema)")
+        state = state["ema"]
     return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, step

@@ -14,6 +14,7 @@ from .data import check_source
 CHOICES = {"init": ("network", "he"), "optimizer": ("sgd", "adamw"),
            "decay": ("kernels", "all"), "schedule": ("cosine", "constant"), "dtype": ("float32", "bfloat16"),
            "precision": ("default", "highest")}
+FREEZE = (None, "backbone")
 
 
 @dataclass
@@ -47,6 +48,8 @@ class TrainConfig:
     log_every: int = 10                            # steps between metric fetches / log writes
     save_every: Optional[int] = None               # steps between checkpoints; default once per epoch
     max_to_keep: int = 3
+    freeze: Optional[str] = None                   # 'backbone': only the classifier trains (see step.py)
+    ema: Optional[float] = None                    # decay of an exponential moving average of the weights
 
     def __post_init__(self):
         self.validate()
@@ -80,6 +83,11 @@ class TrainConfig:
         number("label_smoothing", 0, below=1)
         number("test_fraction", 0, above=True, below=1)
         number("grad_clip", 0, above=True, optional=True)
+        if self.ema is not None and (isinstance(self.ema, bool) or not isinstance(self.ema, (int, float))
+                                     or not math.isfinite(self.ema) or not 0 < self.ema < 1):
+            problems.append(f"ema={self.ema!r}: expected a decay > 0 and < 1 (e.g. 0.999)")
+        if self.freeze not in FREEZE:
+            problems.append(f"freeze={self.freeze!r}: expected one of {', '.join(map(str, FREEZE))}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -94,6 +102,14 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def same_run(self, saved):
+        """Whether ``saved`` (a checkpoint's config dict) describes this run; keys a config saved before
+        a field existed lacks count as that field's default."""
+        try:
+            return TrainConfig.from_dict(saved).to_dict() == self.to_dict()
+        except (ConfigError, TypeError):
+            return False
 
     @classmethod
     def from_dict(cls, d):

@@ -9,6 +9,11 @@ on a workdir that already holds checkpoints resumes from the latest one: same da
 loss curve continues exactly where an uninterrupted run would be. A run that starts over
 (``resume=False``) moves the previous run's checkpoints and log aside (``workdir.move_aside``).
 
+``config.freeze='backbone'`` trains the classifier alone on a frozen backbone (eval mode: running BN
+statistics, fixed; see ``step``); ``config.ema=d`` keeps an exponential moving average of the weights
+in the state (checkpointed, evaluated beside the raw weights: ``ema_loss``/``ema_accuracy`` in each
+test record).
+
 SIGINT (Ctrl-C) and SIGTERM stop the loop between steps: the step in flight finishes, a checkpoint
 is saved at it, and :class:`archspec.errors.Interrupted` is raised (the command line exits 130 / 143);
 the same call resumes from there, bit for bit.
@@ -45,6 +50,7 @@ from archspec.errors import ConfigError, Interrupted
 # (tests/test_train.py::test_signal_saves_a_checkpoint_and_resumes_bit_for_bit). Unset: no pause.
 SLEEP_ENV = "CROSSFRAME_TEST_SLEEP_PER_STEP"
 
+HEAD = "classifier"  # every spec's classifier layer (weight_transfer.heads.CLASSIFIER)
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -77,14 +83,17 @@ def build_spec(config: TrainConfig):
 
 def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=None, plot_path=None,
           max_steps=None, save_on_stop=True, resume=True, devices=None, progress=True, init_variables=None,
-          dataset=None):
+          init_source=None, dataset=None):
     """Run (or resume) ``config``; returns a :class:`TrainResult`.
 
     ``max_steps``: stop once ``state.step`` reaches it (an interruption: the schedule still spans the
     full run); ``save_on_stop=False`` writes nothing more than the periodic saves, as a kill would.
     ``devices``: the devices of the data axis (default all). ``init_variables``: start from these
     ``{'params', 'batch_stats'}`` instead of a fresh ``jax_impl.init`` (e.g. weights moved through
-    ``weight_transfer``). ``dataset``: a :class:`data.Dataset` instead of ``config.data``.
+    ``weight_transfer``), or a function of the fresh variables returning them, called only when the
+    run starts at step 0 (a resumed run's checkpoint wins). ``init_source``: a JSON-able description
+    of where those came from, saved in every checkpoint's meta (``init_from``; a resumed run keeps the
+    saved one). ``dataset``: a :class:`data.Dataset` instead of ``config.data``.
     ``resume=False`` starts over: an existing run's checkpoints and log are moved aside (renamed
     ``checkpoints.old-<stamp>`` ..., listed in ``result.paths['moved']``), never mixed with the new run.
 
@@ -104,6 +113,9 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     workdir_lib.check(workdir, checkpoint_dir)
 
     spec = build_spec(config)
+    if not any(t.name.split(".")[0] == HEAD for t in spec.tensors()):
+        raise ConfigError(f"{spec.name}: no classifier (num_classes={spec.num_classes}): nothing to train"
+                          + (" with freeze='backbone'" if config.freeze else "") + "; give num_classes >= 1")
     module = jax_impl.build(spec)
     if dataset is None:
         dataset = data_lib.load(config.data, spec.input_shape, num_classes=spec.num_classes, seed=config.seed,
@@ -117,35 +129,45 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     save_every = config.save_every or batches.steps_per_epoch
 
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    variables = init_variables or initial_variables(module, init_key, (1, *spec.input_shape), config.init,
-                                                    config.seed)
+    if init_variables is None or callable(init_variables):
+        variables = initial_variables(module, init_key, (1, *spec.input_shape), config.init, config.seed)
+        if callable(init_variables) and not (resume and checkpoint_dir is not None
+                                             and ckpt.latest_step(checkpoint_dir) is not None):
+            variables = init_variables(variables)
+    else:
+        variables = init_variables
+    trainable, frozen_layers = frozen_backbone(spec, variables) if config.freeze == "backbone" else (None, ())
     lr = optim.schedule(config.lr, total_steps, config.warmup_steps, config.schedule, config.final_lr_fraction)
     tx = optim.make(config.optimizer, lr, variables["params"], momentum=config.momentum, nesterov=config.nesterov,
-                    weight_decay=config.weight_decay, decay=config.decay, grad_clip=config.grad_clip)
-    state = mesh_lib.replicate(mesh, TrainState.create(variables, tx))
+                    weight_decay=config.weight_decay, decay=config.decay, grad_clip=config.grad_clip,
+                    trainable=None if trainable is None else trainable["params"])
+    state = mesh_lib.replicate(mesh, TrainState.create(variables, tx, ema=config.ema is not None))
     dropout_key = mesh_lib.replicate(mesh, dropout_key)
 
     dtype = COMPUTE_DTYPES[config.dtype]
     step_fn = make_train_step(module, tx, label_smoothing=config.label_smoothing, compute_dtype=dtype,
                               accum_steps=config.accum_steps, learning_rate=lr,
-                              micro_sharding=mesh_lib.micro_batch_sharding(mesh))
+                              micro_sharding=mesh_lib.micro_batch_sharding(mesh), trainable=trainable,
+                              frozen_layers=frozen_layers, ema_decay=config.ema)
     train_step = mesh_lib.jit_train_step(step_fn, mesh)
     eval_step = mesh_lib.jit_eval_step(make_eval_step(module, label_smoothing=config.label_smoothing,
                                                       compute_dtype=dtype), mesh)
 
     meta = {"arch": config.arch, "overrides": config.resolved_overrides(), "deterministic": config.deterministic,
             "spec_name": spec.name, "spec_hash": spec.spec_hash, "config": config.to_dict(),
-            "total_steps": total_steps}
+            "total_steps": total_steps, "init_from": init_source}
     moved = _start_over(checkpoint_dir, log_path, plot_path, resume, is_main) if checkpoint_dir or log_path else {}
     mgr = ckpt.manager(checkpoint_dir, save_every, config.max_to_keep) if checkpoint_dir else None
     start_step = 0
     saved_step = None  # the step of the newest checkpoint of this run (a second save of it would be refused)
     if mgr is not None and resume and mgr.latest_step() is not None:
-        state, saved_meta = ckpt.restore(mgr, state)
-        start_step = saved_step = int(jax.device_get(state.step))
-        if saved_meta.get("config") != meta["config"]:
+        saved_meta = ckpt.meta_of(mgr)  # before the arrays: another config may hold another state's layout
+        if not config.same_run(saved_meta.get("config") or {}):
             raise ConfigError(f"{checkpoint_dir}: holds a run with a different config; use another directory "
                              f"or --no-resume.\n saved: {saved_meta.get('config')}\n now:   {meta['config']}")
+        state, _ = ckpt.restore(mgr, state)
+        start_step = saved_step = int(jax.device_get(state.step))
+        meta["init_from"] = saved_meta.get("init_from")  # where the run began, not this call's flags
     records = metrics_lib.truncate_log(log_path, start_step) if start_step else []
     log = metrics_lib.Log(log_path, enabled=is_main)
 
@@ -194,10 +216,15 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
             if step % eval_every == 0 or step == total_steps:
                 flush()
                 final_eval = evaluate(eval_step, state, mesh, dataset, config.batch_size)
+                line = f"step {step}: test loss {final_eval['loss']:.4f}  accuracy {final_eval['accuracy']:.4f}"
+                if state.ema is not None:
+                    averaged = evaluate(eval_step, state, mesh, dataset, config.batch_size, variables=state.ema)
+                    final_eval.update(ema_loss=averaged["loss"], ema_accuracy=averaged["accuracy"])
+                    line += f"  (EMA: loss {averaged['loss']:.4f}  accuracy {averaged['accuracy']:.4f})"
                 rec = {"step": step, "epoch": (step - 1) // batches.steps_per_epoch, "split": "test", **final_eval}
                 records.append(rec)
                 log.write([rec])
-                bar.write(f"step {step}: test loss {final_eval['loss']:.4f}  accuracy {final_eval['accuracy']:.4f}")
+                bar.write(line)
             if step % save_every == 0 or step == total_steps:
                 save()
             if pause:
@@ -222,6 +249,18 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
         raise Interrupted(stop.signum)
     return TrainResult(config, spec, module, state, records, final_eval, start_step,
                        stopped_early=step < total_steps, paths=paths)
+
+
+def frozen_backbone(spec, variables):
+    """``(trainable, frozen_layers)`` for ``freeze='backbone'``: the classifier (top-level layer
+    ``classifier``, every spec's) trains; every other top-level layer holding variables is frozen
+    and runs in eval mode. Layers without variables (pooling, the dropout before the classifier) run
+    as in training. (A spec without a classifier is refused earlier: :func:`train` trains none.)"""
+    trainable = {c: {k: jax.tree.map(lambda _, t=(k == HEAD): t, v) for k, v in variables[c].items()}
+                 for c in ("params", "batch_stats")}
+    frozen_layers = tuple(layer.path for layer in spec.layers if layer.path != HEAD and any(
+        layer.path in variables[c] for c in ("params", "batch_stats")))
+    return trainable, frozen_layers
 
 
 def _start_over(checkpoint_dir, log_path, plot_path, resume, is_main):
@@ -294,12 +333,14 @@ class StopOnSignal:
         return False
 
 
-def evaluate(eval_step, state, mesh, dataset, global_batch):
-    """Loss and accuracy over the whole test split (padded batches, padding weighted 0)."""
+def evaluate(eval_step, state, mesh, dataset, global_batch, variables=None):
+    """Loss and accuracy over the whole test split (padded batches, padding weighted 0), of the state's
+    weights or of ``variables`` (``{'params', 'batch_stats'}``, e.g. ``state.ema``)."""
+    variables = state.variables if variables is None else variables
     totals = None
     for x, y, w in data_lib.eval_batches(dataset.x_test, dataset.y_test, global_batch,
                                          jax.process_index(), jax.process_count()):
-        out = eval_step(state.params, state.batch_stats, *mesh_lib.global_batch(mesh, x, y, w))
+        out = eval_step(variables["params"], variables["batch_stats"], *mesh_lib.global_batch(mesh, x, y, w))
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     count = float(totals["count"])

@@ -2,7 +2,8 @@
 
 One record per line: ``{"step", "epoch", "split": "train", "loss", "accuracy", "lr", "grad_norm"}``
 for a training step (``step`` counts updates done; the loss is that of the batch the update
-used), ``{"step", "epoch", "split": "test", "loss", "accuracy", "count"}`` for an evaluation.
+used), ``{"step", "epoch", "split": "test", "loss", "accuracy", "count"}`` for an evaluation, plus
+``"ema_loss", "ema_accuracy"`` (the moving average's, on the same test split) in a run with ``--ema``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def plot(records, path, title=None):
     if test:
         ax_loss.plot([r["step"] for r in test], [r["loss"] for r in test], "o-", label="test")
         ax_acc.plot([r["step"] for r in test], [r["accuracy"] for r in test], "o-", label="test")
+    ema = [r for r in test if "ema_loss" in r]
+    if ema:
+        ax_loss.plot([r["step"] for r in ema], [r["ema_loss"] for r in ema], "s--", label="test (EMA)")
+        ax_acc.plot([r["step"] for r in ema], [r["ema_accuracy"] for r in ema], "s--", label="test (EMA)")
     ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):

@@ -8,6 +8,8 @@ The schedule is a linear warmup from 0 to ``lr`` over ``warmup_steps`` followed 
 to ``lr * final_lr_fraction`` at ``total_steps``; ``schedule='constant'`` keeps ``lr``.
 Which parameters decay: ``decay='kernels'`` (conv and dense kernels only; biases and BN scale/bias
 never), or ``'all'`` (what PyTorch does when given ``weight_decay`` on ``model.parameters()``).
+``trainable`` (a pytree of booleans over the parameters, e.g. the classifier alone): the others get
+no update, no weight decay and no optimizer state (``optax.multi_transform`` with ``set_to_zero``).
 """
 
 from __future__ import annotations
@@ -51,12 +53,24 @@ def decay_mask(params, which="kernels"):
 
 
 def make(name, learning_rate, params, momentum=0.9, nesterov=False, weight_decay=0.0, decay="kernels",
-         b1=0.9, b2=0.999, eps=1e-8, grad_clip=None):
+         b1=0.9, b2=0.999, eps=1e-8, grad_clip=None, trainable=None):
     """The optax ``GradientTransformation`` for ``name`` ('sgd' or 'adamw').
 
-    ``learning_rate`` is a float or a schedule; ``params`` shapes the decay mask.
+    ``learning_rate`` is a float or a schedule; ``params`` shapes the decay mask. ``trainable``: see
+    the module doc (``None``: every parameter trains).
     """
-    mask = decay_mask(params, decay)
+    if trainable is not None:
+        # the inner chain sees the trainable leaves only (the others are optax.MaskedNode): a mask
+        # computed from the parameters it is given fits that tree
+        inner = _chain(name, learning_rate, lambda p: decay_mask(p, decay), momentum, nesterov, weight_decay,
+                       b1, b2, eps, grad_clip)
+        labels = jax.tree.map(lambda t: "train" if t else "frozen", trainable)
+        return optax.multi_transform({"train": inner, "frozen": optax.set_to_zero()}, labels)
+    return _chain(name, learning_rate, decay_mask(params, decay), momentum, nesterov, weight_decay, b1, b2, eps,
+                  grad_clip)
+
+
+def _chain(name, learning_rate, mask, momentum, nesterov, weight_decay, b1, b2, eps, grad_clip):
     chain = []
     if grad_clip:
         chain.append(optax.clip_by_global_norm(grad_clip))

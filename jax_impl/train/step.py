@@ -11,6 +11,13 @@
   gradients and applies one optimizer update. Micro-batch ``i`` takes rows ``i, i+k, i+2k, ...`` so
   it stays spread over every device of the data axis. BN statistics are per micro-batch and the
   running averages are updated ``k`` times, as any accumulation scheme does.
+- Frozen backbone (``trainable``, ``frozen_layers``): the frozen layers run in eval mode (BN
+  normalises with its running statistics and does not update them; no dropout or drop path in
+  them), their gradients are zeroed before the optimizer (so clipping and ``grad_norm`` see the
+  trained parameters only, and XLA drops the backbone's backward pass), and their parameters and
+  statistics are carried over unchanged, bit for bit.
+- EMA (``ema_decay`` d): after each update ``ema = d * ema + (1 - d) * new`` for every floating leaf
+  of ``params`` and ``batch_stats`` (frozen leaves are carried over, equal to the weights).
 - BN statistics over the global batch: under ``jit`` with the batch sharded on the mesh, the
   module's batch mean and variance are reductions over the whole (global) batch axis, which XLA
   turns into cross-device all-reduces; nothing is per-device.
@@ -28,20 +35,24 @@ from archspec.errors import ConfigError
 
 
 def make_train_step(module, tx, *, label_smoothing=0.0, compute_dtype=jnp.float32, accum_steps=1,
-                    learning_rate=None, micro_sharding=None):
+                    learning_rate=None, micro_sharding=None, trainable=None, frozen_layers=(), ema_decay=None):
     """``step(state, x, y, base_key) -> (state, metrics)``.
 
     ``learning_rate``: the schedule, only to report the rate in ``metrics['lr']``.
     ``micro_sharding``: with accumulation on a mesh, the sharding of the (k, B/k, ...) micro-batch
     stack (batch on axis 1); see :func:`jax_impl.train.mesh.micro_batch_sharding`.
+    ``trainable``: ``{'params', 'batch_stats'}`` of booleans, False where frozen (``None``: all
+    train); ``frozen_layers``: the top-level layer paths run in eval mode. ``ema_decay``: keep
+    ``state.ema`` (see the module doc).
     """
     compute_dtype = jnp.dtype(compute_dtype)
+    frozen = {"frozen": tuple(frozen_layers)} if frozen_layers else {}
 
     def loss_fn(params, batch_stats, x, y, key):
         variables = {"params": cast_floating(params, compute_dtype) if compute_dtype != jnp.float32 else params,
                      "batch_stats": batch_stats}
         logits, updates = module.apply(variables, x.astype(compute_dtype), train=True,
-                                       mutable=["batch_stats"], rngs={"dropout": key})
+                                       mutable=["batch_stats"], rngs={"dropout": key}, **frozen)
         loss = jnp.mean(cross_entropy(logits, y, label_smoothing))
         new_stats = updates.get("batch_stats", batch_stats)
         new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
@@ -69,16 +80,39 @@ def make_train_step(module, tx, *, label_smoothing=0.0, compute_dtype=jnp.float3
                 body, init, (jnp.arange(accum_steps), xs, ys))
             grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
             loss, acc = loss_sum / accum_steps, acc_sum / accum_steps
+        if trainable is not None:
+            grads = _where(trainable["params"], grads, jax.tree.map(jnp.zeros_like, grads))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if trainable is not None:  # exactly the old values (p + 0 would turn -0.0 into 0.0)
+            params = _where(trainable["params"], params, state.params)
+            batch_stats = _where(trainable["batch_stats"], batch_stats, state.batch_stats)
         metrics = {"loss": loss, "accuracy": acc, "grad_norm": _global_norm(grads)}
         if learning_rate is not None:
             metrics["lr"] = learning_rate(state.step) if callable(learning_rate) else jnp.asarray(learning_rate)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   opt_state=opt_state)
+        if ema_decay is not None:
+            new_state = new_state.replace(ema=_ema_update(state.ema, new_state.variables, ema_decay, trainable))
         return new_state, metrics
 
     return step
+
+
+def _where(mask, a, b):
+    """``a`` where ``mask`` (a pytree of Python booleans, known at trace time) is True, else ``b``."""
+    return jax.tree.map(lambda m, x, y: x if m else y, mask, a, b)
+
+
+def _ema_update(ema, variables, decay, trainable=None):
+    """``decay * ema + (1 - decay) * variables`` leaf by leaf (floating leaves; frozen ones kept)."""
+    def update(old, new):
+        if not jnp.issubdtype(new.dtype, jnp.floating):
+            return new
+        return (decay * old + (1.0 - decay) * new).astype(old.dtype)
+
+    averaged = jax.tree.map(update, ema, variables)
+    return averaged if trainable is None else _where(trainable, averaged, ema)
 
 
 def _global_norm(tree):
