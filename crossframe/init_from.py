@@ -69,6 +69,9 @@ def prepare(config, path, weights_format=None):
     wanted = config.resolved_overrides().get("num_classes")
     if wanted == 0:
         raise ConfigError(f"--init-from {path} --num-classes 0: a network without a classifier cannot be trained")
+    if wanted is None and file_spec.num_classes == 0:
+        raise ConfigError(f"--init-from {path} ({fmt}): has no classifier (a backbone, e.g. include_top=False); "
+                          "give --num-classes N to train a fresh one on it")
     with warnings.catch_warnings():  # said in `line`
         warnings.simplefilter("ignore", heads.HeadReplaced)
         spec, weights, note = heads.adapt(canonical, file_spec, wanted, f"--init-from {path} ({fmt})")

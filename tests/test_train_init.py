@@ -19,13 +19,14 @@ DS = ["dsconv_cnn", "--data", "synthetic", "--data-size", "32", "--init", "he", 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """Canonical checkpoints: dsconv_cnn (10 classes) and mobilenet_v2_035 (7 classes, at MB)."""
+    """Canonical checkpoints: dsconv_cnn (10 classes, and none), mobilenet_v2_035 (7 classes, at MB)."""
     import archspec
     import weight_transfer as wt
 
     d = tmp_path_factory.mktemp("ckpts")
     out = {}
-    for key, name, overrides in (("ds", "dsconv_cnn", {}), ("mb", "mobilenet_v2_035", dict(MB, num_classes=7))):
+    for key, name, overrides in (("ds", "dsconv_cnn", {}), ("mb", "mobilenet_v2_035", dict(MB, num_classes=7)),
+                                 ("notop", "dsconv_cnn", dict(num_classes=0))):
         spec = archspec.load(name, **overrides)
         out[key] = d / f"{key}.safetensors"
         out[key + "_weights"] = wt.random_weights(spec, seed=1)
@@ -91,8 +92,8 @@ def _main(argv, capsys):
     return rc, out.out, out.err
 
 
-@pytest.mark.parametrize("case", ["missing", "format", "arch", "ema>1", "ema=0", "no head", "ema export",
-                                  "format alone"])
+@pytest.mark.parametrize("case", ["missing", "format", "arch", "headless file", "ema>1", "ema=0", "no head",
+                                  "ema export", "format alone"])
 def test_bad_init_freeze_and_ema_input_is_one_line_and_exit_2(files, tmp_path, capsys, case):
     work = tmp_path / "run"
     (tmp_path / "net.ema.pt").write_bytes(b"keep me")
@@ -100,6 +101,7 @@ def test_bad_init_freeze_and_ema_input_is_one_line_and_exit_2(files, tmp_path, c
         "missing": (["--init-from", str(tmp_path / "missing.pt")], "no such file"),
         "format": (["--init-from", str(files["ds"]), "--init-format", "keras"], "Keras"),
         "arch": (["--init-from", str(files["mb"])], "not a checkpoint of dsconv_cnn"),
+        "headless file": (["--init-from", str(files["notop"])], "has no classifier"),
         "ema>1": (["--ema", "1.5"], "ema=1.5: expected a decay > 0 and < 1"),
         "ema=0": (["--ema", "0"], "ema=0.0"),
         "no head": (["--freeze", "backbone", "--num-classes", "0"], "no classifier"),
