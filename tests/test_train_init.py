@@ -84,6 +84,27 @@ def test_init_from_with_a_new_head_trains_only_the_head_on_a_frozen_bn_backbone(
     assert abs(result.records[0]["loss"] - want) <= 1e-5 * abs(want), (result.records[0]["loss"], want)
 
 
+@pytest.fixture
+def compile_cache(tmp_path):
+    """JAX's persistent compilation cache in ``tmp_path`` for one test, then JAX as it was: a run
+    resumed in the same process compiles the same programs again (new closures), and reads them
+    from the cache instead (measured: the second run 9 s -> 2 s on 2 loaded cores)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    before = {name: getattr(jax.config, name) for name in names}
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
+
+
 def _main(argv, capsys):
     from crossframe.cli import main
 
@@ -115,7 +136,7 @@ def test_bad_init_freeze_and_ema_input_is_one_line_and_exit_2(files, tmp_path, c
 
 
 def test_cli_init_from_starts_a_fresh_run_a_resumed_run_does_not_read_it_and_the_ema_follows(files, tmp_path,
-                                                                                             capsys):
+                                                                                             capsys, compile_cache):
     """The same command line twice: the first run reads the file (head kept: 10 classes), stops at step 1;
     the second resumes from the run's checkpoint, says the file was not read (it is gone by then).
     --ema 0.7: the checkpoints' average is 0.7*ema + 0.3*weights, step after step, across the resume."""
