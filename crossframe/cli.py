@@ -90,6 +90,7 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with status 2
+    args.cli_argv = argv  # a launcher (train --processes) starts the same command again
     show_traceback = args.traceback or os.environ.get("CROSSFRAME_TRACEBACK", "") not in ("", "0")
     previous = _raise_on_sigterm()
     try:

@@ -15,6 +15,8 @@ try:  # the order matters: see crossframe/frameworks.py
 except ImportError:
     pass
 
+import contextlib  # noqa: E402
+import fcntl  # noqa: E402
 import functools  # noqa: E402
 import random  # noqa: E402
 import subprocess  # noqa: E402
@@ -92,11 +94,13 @@ def pytest_terminal_summary(terminalreporter):
 # -- the heavy suite within 24 GiB (issue 12, item 20) ---------------------------------------------
 # The largest cases (train/grad/step parity and native-resolution checks of EfficientNet-B4..B7 and
 # ResNet-101/152, Keras Applications EfficientNetB4..B7) each hold several GB in three frameworks.
-# They share one xdist group, so ``--dist loadgroup`` (which ``./dev test`` passes) runs them one after
-# another on one worker, never two at once; and each runs in a fresh Python process of its own, so
-# what a framework keeps after a case (allocator pools, caches that outlive ``clear_caches``) ends
-# with it: a worker that ran them in-process grew to 20 GB and was killed. Every other heavy test
-# frees the frameworks' compiled programs and models when it ends.
+# Each runs in a fresh Python process of its own, so what a framework keeps after a case (allocator
+# pools, caches that outlive ``clear_caches``) ends with it: a worker that ran them in-process grew
+# to 20 GB and was killed. And they run one at a time across the xdist workers, under a file lock
+# that the workers of one run share: an ``xdist_group`` mark cannot do it, because pytest-xdist
+# 3.8 forms groups by rewriting ``item._nodeid``, which pytest 9 no longer reads (``--dist
+# loadgroup`` puts marked tests on any worker). Every other heavy test frees the frameworks'
+# compiled programs and models when it ends.
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "EfficientNetB4",
                        "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "resnet101", "resnet152",
                        "resnext101", "wide_resnet")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
@@ -113,12 +117,21 @@ def is_big_memory(item):
                 and any(name in item.name for name in BIG_MEMORY_NETWORKS))
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if is_big_memory(item):
-            item.add_marker(pytest.mark.xdist_group("big-memory"))
-            if not os.environ.get(ISOLATED):
-                item.runtest = functools.partial(run_in_own_process, item)
+def pytest_itemcollected(item):
+    if is_big_memory(item) and not os.environ.get(ISOLATED):
+        item.runtest = functools.partial(run_in_own_process, item)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(item):
+    """Hold the lock the xdist workers of this run share (in the parent of their basetemps)."""
+    path = item.config._tmp_path_factory.getbasetemp().parent / "crossframe-big-memory.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_in_own_process(item):
@@ -127,8 +140,9 @@ def run_in_own_process(item):
     env[ISOLATED] = "1"
     cmd = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-m", "heavy", "-rs",
            "--durations=0", "--no-header", "-q", item.nodeid]
-    done = subprocess.run(cmd, cwd=item.config.rootpath, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    with _one_at_a_time(item):
+        done = subprocess.run(cmd, cwd=item.config.rootpath, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
     print(done.stdout[-20000:])  # shown with the failure, or with -s
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     if done.returncode == 0 and " passed" in last and "skipped" not in last:

@@ -90,6 +90,11 @@ def add_arguments(p):
     p.add_argument("--devices", type=int, default=None, help="use the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first (TPU pods, SLURM: no other flag)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="launch N local processes joined by jax.distributed (a coordinator on a free local port, "
+                        "CPU collectives): the multi-host code path on one machine")
+    p.add_argument("--process-devices", type=int, default=1, metavar="D",
+                   help="with --processes on the CPU: devices each process simulates (default 1)")
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if the workdir has checkpoints: the old checkpoints and metrics are "
                         "moved aside (renamed checkpoints.old-<time>, metrics.old-<time>.jsonl) and the new "
@@ -141,6 +146,12 @@ def run(args):
     from jax_impl.train import workdir as workdir_lib
 
     workdir_lib.check(workdir, args.checkpoint_dir)
+    if args.processes is not None:
+        if args.distributed:
+            raise ConfigError("--processes launches the processes of a --distributed run itself: give one of them")
+        from ..launch import launch
+
+        return launch(args.cli_argv, args.processes, args.process_devices)
     if exporting:
         from ..frameworks import import_torch
 

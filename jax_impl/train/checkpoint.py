@@ -102,6 +102,17 @@ def read_meta(directory, step=None):
         mgr.close()
 
 
+def _on_this_host(item):
+    """The saved tree at ``item`` as a restore target on one local device: a checkpoint written by a
+    multi-process or multi-device run (sharded over devices this machine does not have) restores here
+    too, where Orbax without a target refuses it ("topology mismatch")."""
+    tree = ocp.StandardCheckpointer().metadata(item).item_metadata
+    tree = getattr(tree, "tree", tree)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device) if hasattr(m, "shape")
+                        else m, tree)
+
+
 def restore_variables(directory, step=None, ema=False):
     """``({'params', 'batch_stats'}, step)`` of a checkpoint as nested dicts of host arrays.
 
@@ -114,7 +125,8 @@ def restore_variables(directory, step=None, ema=False):
         step = mgr.latest_step() if step is None else step
         if step is None:
             raise ConfigError(f"{directory}: no checkpoint found")
-        restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        restored = mgr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_on_this_host(mgr.directory / str(step) / "state"))))
     finally:
         mgr.close()
     state = jax.device_get(restored["state"])

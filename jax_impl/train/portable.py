@@ -41,7 +41,7 @@ class PortableStep:
 
 
 def export_steps(spec, mesh, global_batch, platforms=PLATFORMS, optimizer="sgd", compute_dtype=jnp.float32):
-    """``{'train': PortableStep, 'eval': PortableStep}`` for ``spec`` on ``mesh``, at a global batch of ``global_batch``."""
+    """``{'train': PortableStep, 'eval': PortableStep}`` for ``spec`` on ``mesh`` at a global batch ``global_batch``."""
     meshes.check_batch(mesh, global_batch)
     module = build(spec)
     variables = shapes(module)

@@ -1,0 +1,59 @@
+"""Multi-process training for real (issue 15, item 6): ``crossframe train --processes 2`` on this
+machine, two processes joined by ``jax.distributed`` (local coordinator, CPU collectives), each with 2
+simulated devices. Interrupted at step 2 (``--max-steps``) and resumed by two new processes from the
+checkpoint both wrote, the 2x2 run ends with the weights of one uninterrupted 1-process 4-device run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from crossframe.export import canonical_weights
+from weight_transfer.metrics import rel_error
+
+COMMON = ["train", "dsconv_cnn", "--data", "digits", "--steps", "4", "--batch-size", "16", "--seed", "0",
+          "--no-progress", "--save-every", "2", "--eval-every", "4"]
+
+
+def _crossframe(args, devices=None):
+    env = dict(os.environ)
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    done = subprocess.run([sys.executable, "-m", "crossframe", *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+def test_two_processes_resume_and_equal_one_process(tmp_path):
+    two, one = tmp_path / "two", tmp_path / "one"
+    first = _crossframe(COMMON + ["--workdir", str(two), "--processes", "2", "--process-devices", "2",
+                                  "--max-steps", "2"])
+    assert first["step"] == 2 and first["stopped_early"]
+    resumed = _crossframe(COMMON + ["--workdir", str(two), "--processes", "2", "--process-devices", "2"])
+    assert resumed["resumed_from"] == 2 and resumed["step"] == 4
+    straight = _crossframe(COMMON + ["--workdir", str(one)], devices=4)
+    assert straight["step"] == 4 and straight["resumed_from"] == 0
+
+    _, got = canonical_weights(two / "checkpoints")
+    _, want = canonical_weights(one / "checkpoints")
+    assert sorted(got) == sorted(want)
+    moved = max(rel_error(want[k], canonical_weights(two / "checkpoints", step=2)[1][k]) for k in want)
+    assert moved > 1e-3  # steps 3 and 4 changed the weights: the comparison below is not of two copies
+    worst = max(rel_error(want[k], got[k]) for k in want)
+    assert worst <= 1e-5, worst
+    logged = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r and r.get("split", "train") == "train"][-1] == 4
+    assert np.isfinite(resumed["test"]["loss"])
+    assert abs(resumed["test"]["loss"] - straight["test"]["loss"]) <= 1e-5 * abs(straight["test"]["loss"])
+
+
+def test_launcher_refuses_what_it_cannot_run(tmp_path):
+    for extra, message in ((["--processes", "1"], "--processes 1: expected an integer >= 2"),
+                           (["--processes", "2", "--distributed"], "--processes launches the processes")):
+        done = subprocess.run([sys.executable, "-m", "crossframe", *COMMON, "--workdir", str(tmp_path / "w"), *extra],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (tmp_path / "w").exists()
