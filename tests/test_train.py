@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import jax  # noqa: E402,F401  (required, never skipped)
 import optax  # noqa: E402,F401
 import orbax.checkpoint  # noqa: E402,F401
+from jax_compile_cache import persistent_compile_cache  # noqa: E402
 
 
 def _python(code, devices=None, timeout=900):
@@ -159,10 +160,12 @@ def resumed_runs(tmp_path_factory):
 
     cfg = _resume_config()
     whole_dir, broken_dir = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("broken")
-    whole = train(cfg, whole_dir, progress=False)
-    # "killed" after step 5: only the periodic save at step 3 exists
-    killed = train(cfg, broken_dir, max_steps=5, save_on_stop=False, progress=False)
-    resumed = train(cfg, broken_dir, progress=False)
+    # the second and third runs compile the first's programs again: read them from the cache
+    with persistent_compile_cache(tmp_path_factory.mktemp("jax-cache")):
+        whole = train(cfg, whole_dir, progress=False)
+        # "killed" after step 5: only the periodic save at step 3 exists
+        killed = train(cfg, broken_dir, max_steps=5, save_on_stop=False, progress=False)
+        resumed = train(cfg, broken_dir, progress=False)
     return whole, killed, resumed, whole_dir, broken_dir
 
 
