@@ -186,6 +186,11 @@ def run(args):
     summary = {"arch": result.spec.name, "step": int(jax.device_get(result.state.step)),
                "resumed_from": result.start_step, "stopped_early": result.stopped_early,
                "test": result.final_eval, **{k: v for k, v in result.paths.items() if v}}
+    from jax_impl.train.metrics import throughput
+
+    speed = throughput(result.records, after_step=result.start_step)
+    if speed:
+        summary["throughput"] = speed
     if init_source:
         summary["init_from"] = init_source
     if exporting and jax.process_index() == 0:

@@ -175,39 +175,51 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
     precision = (jax.default_matmul_precision("highest") if config.precision == "highest"
                  else contextlib.nullcontext())
     bar = _progress(total_steps, start_step, spec.name, enabled=progress and is_main)
-    pending, final_eval, last_time = [], None, time.time()
+    pending, final_eval = [], None
+    # throughput of each logged window of steps: its wall time (evaluations and saves excluded), and
+    # the part of it spent waiting for the input (reading, decoding, assembling the global batch)
+    last_time, input_seconds = time.perf_counter(), 0.0
     pause = float(os.environ.get(SLEEP_ENV) or 0)
+
+    def restart_clock():
+        nonlocal last_time, input_seconds
+        last_time, input_seconds = time.perf_counter(), 0.0
 
     def save():
         nonlocal saved_step
         if mgr is not None and step != saved_step:
+            flush()
             ckpt.save(mgr, state, meta, force=True)
             saved_step = step
+            restart_clock()
 
     def flush():
-        nonlocal pending, last_time
+        nonlocal pending
         if not pending:
             return
         fetched = jax.device_get([m for _, m in pending])
-        now = time.time()
+        window = time.perf_counter() - last_time
         out = []
         for (step, _), m in zip(pending, fetched):
             rec = {"step": step, "epoch": (step - 1) // batches.steps_per_epoch, "split": "train"}
             rec.update({k: float(v) for k, v in m.items()})
             out.append(rec)
-        out[-1]["seconds"] = round(now - last_time, 4)
-        last_time = now
+        out[-1].update(metrics_lib.throughput_fields(window, len(out), config.batch_size, input_seconds))
+        restart_clock()
         pending = []
         records.extend(out)
         log.write(out)
         bar.update(len(out))
-        bar.set_postfix(loss=f"{out[-1]['loss']:.4f}", acc=f"{out[-1]['accuracy']:.3f}")
+        bar.set_postfix(loss=f"{out[-1]['loss']:.4f}", acc=f"{out[-1]['accuracy']:.3f}",
+                        img_s=f"{out[-1]['images_per_s']:.0f}", wait=f"{out[-1]['input_wait']:.0%}")
 
     stop = StopOnSignal()
     with precision, stop:
         step = start_step
         while step < stop_at and not stop.signum:
+            waited = time.perf_counter()
             x, y = mesh_lib.global_batch(mesh, *batches.local(step))
+            input_seconds += time.perf_counter() - waited
             state, m = train_step(state, x, y, dropout_key)
             step += 1
             pending.append((step, m))
@@ -225,6 +237,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                 records.append(rec)
                 log.write([rec])
                 bar.write(line)
+                restart_clock()
             if step % save_every == 0 or step == total_steps:
                 save()
             if pause:

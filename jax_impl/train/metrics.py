@@ -4,12 +4,38 @@ One record per line: ``{"step", "epoch", "split": "train", "loss", "accuracy", "
 for a training step (``step`` counts updates done; the loss is that of the batch the update
 used), ``{"step", "epoch", "split": "test", "loss", "accuracy", "count"}`` for an evaluation, plus
 ``"ema_loss", "ema_accuracy"`` (the moving average's, on the same test split) in a run with ``--ema``.
+The last training record of each logged window of steps also holds the window's throughput:
+``seconds`` (its wall time, evaluations and saves excluded), ``window_steps``, ``step_seconds``, ``images_per_s``
+(global batch x steps / seconds) and ``input_wait`` (the fraction of the window spent waiting for
+the input pipeline: reading, decoding and assembling the global batch). The first window of a run
+includes the compilation; :func:`throughput` leaves it out.
 """
 
 from __future__ import annotations
 
 import json
 import os
+
+
+def throughput_fields(seconds, steps, global_batch, input_seconds):
+    seconds = max(seconds, 1e-9)
+    return {"seconds": round(seconds, 4), "window_steps": steps, "step_seconds": round(seconds / steps, 5),
+            "images_per_s": round(steps * global_batch / seconds, 2),
+            "input_wait": round(min(input_seconds / seconds, 1.0), 4)}
+
+
+def throughput(records, after_step=0):
+    """``{'images_per_s', 'step_seconds', 'input_wait', 'steps'}`` over the windows logged after
+    ``after_step``, the first of them (the compilation) left out; ``None`` when none is left."""
+    windows = [r for r in records if r.get("split") == "train" and "window_steps" in r and r["step"] > after_step][1:]
+    if not windows:
+        return None
+    seconds = sum(r["seconds"] for r in windows)
+    steps = sum(r["window_steps"] for r in windows)
+    images = sum(r["images_per_s"] * r["seconds"] for r in windows)
+    waited = sum(r["input_wait"] * r["seconds"] for r in windows)
+    return {"images_per_s": round(images / seconds, 2), "step_seconds": round(seconds / steps, 5),
+            "input_wait": round(waited / seconds, 4), "steps": steps}
 
 
 def read_log(path):
