@@ -72,10 +72,23 @@ def parity_report(request):
     return _Report(request.node)
 
 
+# Heavy tests an issue asked for in the default suite, and why each is opt-in: printed at the end of
+# every run that leaves the heavy tests out (the default).
+OPT_IN = {
+    "tests/test_train_multiprocess.py::test_two_processes_resume_and_equal_one_process":
+        "three launches of 2 JAX processes (about 70 s of one worker) would take the default suite over its "
+        "20 minutes on 2 cores; run it with ./dev test -m heavy tests/test_train_multiprocess.py",
+}
+
+
 def pytest_terminal_summary(terminalreporter):
     from crossframe.parity import Record
     from crossframe.parity.table import format_table
 
+    if "not heavy" in (terminalreporter.config.option.markexpr or ""):
+        terminalreporter.section("opt-in (-m heavy), not run")
+        for nodeid, why in OPT_IN.items():
+            terminalreporter.write_line(f"{nodeid}: {why}")
     records = []
     for key in ("passed", "failed"):
         for report in terminalreporter.stats.get(key, []):

@@ -2,6 +2,8 @@
 machine, two processes joined by ``jax.distributed`` (local coordinator, CPU collectives), each with 2
 simulated devices. Interrupted at step 2 (``--max-steps``) and resumed by two new processes from the
 checkpoint both wrote, the 2x2 run ends with the weights of one uninterrupted 1-process 4-device run.
+Opt-in (``./dev test -m heavy tests/test_train_multiprocess.py``): about 70 s, over the default suite's
+budget; the launcher's refusals stay in the default suite.
 """
 
 import json
@@ -10,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from crossframe.export import canonical_weights
 from weight_transfer.metrics import rel_error
@@ -27,6 +30,7 @@ def _crossframe(args, devices=None):
     return json.loads(done.stdout[done.stdout.index("{"):])
 
 
+@pytest.mark.heavy  # opt-in: tests/conftest.py OPT_IN says why, at the end of every default run
 def test_two_processes_resume_and_equal_one_process(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     first = _crossframe(COMMON + ["--workdir", str(two), "--processes", "2", "--process-devices", "2",
