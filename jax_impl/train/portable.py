@@ -11,8 +11,8 @@ steps ``crossframe train`` runs are checked here for ``platforms=("tpu", "cuda")
 - the artifact serializes and deserializes (what a TPU host would load).
 
 The steps are exported over the flat list of the state's arrays (``TrainState`` and optax's states
-are pytrees that ``jax.export`` does not serialize), with the same shardings ``mesh.jit_train_step``
-and ``mesh.jit_eval_step`` give.
+are pytrees that ``jax.export`` does not serialize), jitted by the loop's own ``mesh.jit_train_step``
+and ``mesh.jit_eval_step``.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def export_steps(spec, mesh, global_batch, platforms=PLATFORMS, optimizer="sgd",
     x = jax.ShapeDtypeStruct((global_batch, h, w, c), jnp.float32, sharding=data)
     y = jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=data)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
-    train = jax.jit(flat_train_step, in_shardings=(rep, data, data, rep), out_shardings=(rep, rep))
-    evaluate = jax.jit(evaluate, in_shardings=(rep, rep, data, data, data), out_shardings=rep)
+    train = meshes.jit_train_step(flat_train_step, mesh, donate=False)  # the loop's shardings, not a copy
+    evaluate = meshes.jit_eval_step(evaluate, mesh)
     weight = jax.ShapeDtypeStruct((global_batch,), jnp.float32, sharding=data)
     params = jax.tree.map(lambda a: spec_of(a, rep), variables["params"])
     stats = jax.tree.map(lambda a: spec_of(a, rep), variables["batch_stats"])
