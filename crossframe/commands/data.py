@@ -6,6 +6,14 @@ layout, ``<index>`` the image's index in ``sklearn.datasets.load_digits``): each
 ``--size`` and saved as RGB (the grey value in all three channels). The split is the training
 loop's ``digits`` split of the same seed (``default_rng([seed, 1])``, 20% held out). Deterministic:
 the same seed and size give the same bytes. Written to a temporary directory beside OUT, then renamed.
+
+``pack SRC OUT --format tfrecord|arrayrecord [--shards N]``: an ImageFolder as record shards of
+``tf.train.Example`` protos (the file bytes as they are, no re-encoding; keys ``image/encoded``,
+``image/class/label``, ``image/filename``, ``image/format``), in ImageFolder order:
+``OUT/train-00000-of-0000N.tfrecord``... and ``OUT/val-...`` (``test-...``) when SRC holds split
+folders, and ``OUT/classes.json`` (the class names in label order). Read by ``--data tfrecord:OUT``
+(``arrayrecord:OUT``). Written to a temporary directory beside OUT, then renamed: an error or Ctrl-C
+leaves nothing.
 """
 
 import json
@@ -13,7 +21,9 @@ import os
 import shutil
 
 NAME = "data"
-HELP = "data-set tools: make-digits OUT renders scikit-learn's digits as an ImageFolder of PNG files"
+HELP = ("data-set tools: make-digits OUT renders scikit-learn's digits as an ImageFolder of PNG files; "
+        "pack SRC OUT writes an ImageFolder as TFRecord or ArrayRecord shards")
+SHARD_BYTES = 256 << 20  # default shard size
 
 
 def add_arguments(p):
@@ -23,6 +33,15 @@ def add_arguments(p):
     m.add_argument("--size", type=int, default=32, help="side of the square RGB images (default 32)")
     m.add_argument("--seed", type=int, default=0, help="the train/val split (the loop's digits split)")
     m.add_argument("--val-fraction", type=float, default=0.2)
+    k = sub.add_parser("pack", help="write an ImageFolder as TFRecord/ArrayRecord shards of tf.train.Example")
+    k.add_argument("src", metavar="SRC", help="an ImageFolder: SRC/<class>/*.png|jpg, or SRC/train and SRC/val|test")
+    k.add_argument("out", metavar="OUT", help="output directory (new or empty, or one `data pack` wrote, with "
+                                              "--overwrite)")
+    k.add_argument("--format", required=True, choices=("tfrecord", "arrayrecord"))
+    k.add_argument("--shards", type=int, default=None, metavar="N",
+                   help="shards of the train split (default: one per 256 MiB of image files); the held-out split "
+                        "gets shards of the same average size")
+    k.add_argument("--overwrite", action="store_true", help="replace an OUT that `crossframe data pack` wrote")
 
 
 def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
@@ -67,7 +86,102 @@ def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
     return {"out": str(out), **counts, "classes": 10, "size": size, "seed": seed}
 
 
+def _packed(path):
+    """Whether directory ``path`` is one :func:`pack` wrote (its classes.json says so)."""
+    try:
+        with open(os.path.join(path, "classes.json")) as f:
+            return json.load(f).get("format") == "crossframe-records"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def pack(src, out, fmt, shards=None, overwrite=False):
+    """Write ImageFolder ``src`` to ``out`` as ``fmt`` record shards; returns the summary."""
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from archspec.errors import ConfigError
+    from jax_impl.train import images, records
+    from weight_transfer.outputs import claim
+
+    from ..progress import progress_bar
+
+    if fmt not in records.FORMATS:
+        raise ConfigError(f"--format {fmt}: expected one of {', '.join(records.FORMATS)}")
+    if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
+        raise ConfigError(f"--shards {shards}: expected an integer >= 1")
+    src = str(src)
+    if not os.path.isdir(src):
+        raise ConfigError(f"SRC {src}: no such directory")
+    if os.path.isdir(out) and any(os.scandir(out)) and _packed(out) and not overwrite:
+        raise ConfigError(f"OUT {out}: holds shards `crossframe data pack` wrote; pass --overwrite to replace them")
+    out = claim(out, kind="directory", what="OUT", overwrite=overwrite, ours=_packed)
+    split_dirs = images.splits(src)
+    parts = {}
+    if split_dirs:
+        parts["train"] = images.list_folder(split_dirs["train"]) + (split_dirs["train"],)
+        held = os.path.basename(split_dirs["val"])
+        parts[held] = images.list_folder(split_dirs["val"]) + (split_dirs["val"],)
+        if parts[held][2] != parts["train"][2]:
+            raise ConfigError(f"SRC {src}: train has classes {parts['train'][2][:5]}..., {held} has "
+                              f"{parts[held][2][:5]}...: expected the same")
+    else:
+        parts["train"] = images.list_folder(src) + (src,)
+    classes = parts["train"][2]
+    sizes = {name: np.array([os.path.getsize(p) for p in files], np.int64) for name, (files, *_rest) in parts.items()}
+    train_bytes = max(int(sizes["train"].sum()), 1)
+    per_shard = train_bytes / shards if shards else SHARD_BYTES
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    summary = {"out": str(out), "format": fmt, "classes": len(classes), "splits": {}}
+    total = sum(len(files) for files, *_ in parts.values())
+    try:
+        tmp.mkdir(parents=True)
+        with progress_bar(total=total, desc=f"pack {fmt}", unit="img") as bar:
+            for name, (files, labels, _, root) in parts.items():
+                n = shards if (shards and name == "train") else int(np.ceil(sizes[name].sum() / per_shard))
+                n = max(1, min(n, len(files)))
+                for s, chunk in enumerate(np.array_split(np.arange(len(files)), n)):
+                    path = tmp / f"{name}-{s:05d}-of-{n:05d}{records.EXTENSIONS[fmt]}"
+                    with records.writer(str(path), fmt) as w:
+                        for i in chunk:
+                            try:
+                                with open(files[i], "rb") as f:
+                                    data = f.read()
+                            except OSError as err:
+                                raise ConfigError(f"{files[i]}: cannot read ({err.strerror or err})") from None
+                            try:
+                                Image.open(io.BytesIO(data)).close()  # the header: an image Pillow knows
+                            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+                                raise ConfigError(f"{files[i]}: not an image Pillow reads "
+                                                  f"({err.__class__.__name__}: {err})") from None
+                            w.write(records.file_example(data, labels[i], os.path.relpath(files[i], root)))
+                            bar.update(1)
+                summary["splits"][name] = {"records": len(files), "shards": n, "bytes": int(sizes[name].sum())}
+        with open(tmp / "classes.json", "w") as f:
+            json.dump({"format": "crossframe-records", "record_format": fmt, "classes": classes,
+                       "splits": summary["splits"]}, f, indent=1)
+            f.write("\n")
+        old = None
+        if out.exists():
+            if any(out.iterdir()):  # ours, with --overwrite (claim checked)
+                old = out.parent / f".{out.name}.old-{os.getpid()}"
+                os.replace(out, old)
+            else:
+                out.rmdir()
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
 def run(args):
     if args.data_command == "make-digits":
         print(json.dumps(make_digits(args.out, size=args.size, seed=args.seed, val_fraction=args.val_fraction)))
+    elif args.data_command == "pack":
+        print(json.dumps(pack(args.src, args.out, args.format, shards=args.shards, overwrite=args.overwrite)))
     return 0

@@ -22,16 +22,18 @@ def add_arguments(p):
     p.add_argument("--weights", required=True, metavar="FILE", help="checkpoint file")
     p.add_argument("--format", required=True, metavar="FMT", help="its format (as `crossframe convert --from`)")
     p.add_argument("--data", required=True, metavar="SRC",
-                   help="imagefolder:PATH (its val/ split, or the held-out part of a plain folder), digits or "
-                        "synthetic (their test split)")
+                   help="imagefolder:PATH (its val/ split, or the held-out part of a plain folder), "
+                        "tfrecord:GLOB or arrayrecord:GLOB (the val-* shards of `crossframe data pack`'s OUT, or the "
+                        "held-out part of a glob of shards), digits or synthetic (their test split)")
     p.add_argument("--framework", default="all", choices=(*FRAMEWORKS, "all"))
     p.add_argument("--batch", type=int, default=64, help="images per forward pass")
     p.add_argument("--input-size", type=int, default=None, help="resolve the spec at this input size")
     p.add_argument("--width", type=float, default=None, help="width multiplier override")
     p.add_argument("--depth", type=float, default=None, help="depth multiplier override")
     p.add_argument("--num-classes", type=int, default=None,
-                   help="default: the data's class count (digits 10, an image folder its class folders)")
-    p.add_argument("--seed", type=int, default=0, help="the split of a source without a val/ folder")
+                   help="default: the data's class count (digits 10, an image folder its class folders, record "
+                        "files their classes.json, else 1 + the largest label)")
+    p.add_argument("--seed", type=int, default=0, help="the split of a source without a val/ folder (val-* shards)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
 

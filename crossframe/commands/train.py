@@ -12,7 +12,8 @@ import sys
 
 NAME = "train"
 INIT_FORMATS = ("torch", "keras", "flax", "canonical", "torchvision", "timm", "keras-applications")
-HELP = "train a network with JAX/Flax on the digits, synthetic data or an image folder; resume; export to PyTorch/Keras"
+HELP = ("train a network with JAX/Flax on the digits, synthetic data, an image folder or record files; resume; "
+        "export to PyTorch/Keras")
 
 
 def add_arguments(p):
@@ -32,12 +33,16 @@ def add_arguments(p):
                    help="where Orbax checkpoints go (default WORKDIR/checkpoints); multi-host runs need "
                         "storage every host reads, e.g. gs://bucket/run")
     p.add_argument("--data", default=d.data, metavar="SRC",
-                   help="digits, synthetic or imagefolder:PATH (class sub-folders of PNG/JPEG, or PATH/train and "
-                        "PATH/val of them; --num-classes defaults to the folder's class count)")
+                   help="digits, synthetic, imagefolder:PATH (class sub-folders of PNG/JPEG, or PATH/train and "
+                        "PATH/val of them), tfrecord:GLOB or arrayrecord:GLOB (tf.train.Example records of encoded "
+                        "images: `crossframe data pack`'s OUT directory, train-* and val-* shards, or a glob of "
+                        "shards split by the seed); --num-classes defaults to the source's class count "
+                        "(classes.json beside the shards, else 1 + the largest label)")
     p.add_argument("--data-size", type=int, default=d.data_size, help="examples of the synthetic source")
     p.add_argument("--input-size", type=int, default=None, help="resolve the spec at this input size")
     p.add_argument("--width", type=float, default=None, help="width multiplier override")
-    p.add_argument("--num-classes", type=int, default=None, help="(digits implies 10, an image folder its class count)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="(digits implies 10, an image folder or record files their class count)")
     p.add_argument("--deterministic", action="store_true", help="zero every dropout and drop-path rate")
     p.add_argument("--init", default=d.init, choices=("network", "he"),
                    help="initial weights: the renderer's (network) or fan-in He (he; for nets without BN); with "
@@ -111,9 +116,9 @@ def add_arguments(p):
 
 def config_from_args(args):
     from jax_impl.train.config import TrainConfig
-    from jax_impl.train.data import IMAGEFOLDER, check_source, source_classes
+    from jax_impl.train.data import FILE_SOURCES, check_source, source_classes
 
-    if args.num_classes is None and check_source(args.data).startswith(IMAGEFOLDER):
+    if args.num_classes is None and check_source(args.data).startswith(FILE_SOURCES):
         args.num_classes = source_classes(args.data)  # recorded in the config: export needs no folder
     overrides = {k: v for k, v in (("input_size", args.input_size), ("width", args.width),
                                    ("num_classes", args.num_classes)) if v is not None}

@@ -1,9 +1,11 @@
 """Data for training: in-memory NHWC arrays, a seeded split, and a resumable batch order.
 
-Three sources: ``synthetic`` (class-dependent Gaussian blobs, learnable), ``digits``
-(scikit-learn's bundled 8x8 digits, resized to the network's input), both in memory, and
+Sources: ``synthetic`` (class-dependent Gaussian blobs, learnable), ``digits``
+(scikit-learn's bundled 8x8 digits, resized to the network's input), both in memory,
 ``imagefolder:PATH`` (torchvision's ImageFolder layout, decoded per batch with Pillow on a thread pool
-and augmented with the ImageNet recipe: :mod:`jax_impl.train.images`). The order of
+and augmented with the ImageNet recipe: :mod:`jax_impl.train.images`), and ``tfrecord:GLOB`` /
+``arrayrecord:GLOB`` (``tf.train.Example`` records of encoded images, decoded and augmented the same
+way: :mod:`jax_impl.train.records`). The order of
 examples is a pure function of ``(seed, epoch)``, and a step number fixes the epoch and the
 position inside it, so a run resumed at step k sees exactly the batches an uninterrupted run saw.
 
@@ -20,14 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 from archspec.errors import ConfigError
 
-SOURCES = ("digits", "synthetic", "imagefolder:PATH")
+SOURCES = ("digits", "synthetic", "imagefolder:PATH", "tfrecord:GLOB", "arrayrecord:GLOB")
 IMAGEFOLDER = "imagefolder:"
+TFRECORD, ARRAYRECORD = "tfrecord:", "arrayrecord:"
+FILE_SOURCES = (IMAGEFOLDER, TFRECORD, ARRAYRECORD)  # sources read from files: their class count is theirs
 
 
 def check_source(name):
-    """A ``ConfigError`` unless ``name`` is a known source (``imagefolder:`` needs a path)."""
+    """A ``ConfigError`` unless ``name`` is a known source (``imagefolder:``, ``tfrecord:``,
+    ``arrayrecord:`` need a path)."""
     if not isinstance(name, str) or not (name in ("digits", "synthetic")
-                                         or (name.startswith(IMAGEFOLDER) and len(name) > len(IMAGEFOLDER))):
+                                         or any(name.startswith(p) and len(name) > len(p) for p in FILE_SOURCES)):
         raise ConfigError(f"data source {name!r}: expected one of {', '.join(SOURCES)}")
     return name
 
@@ -40,6 +45,11 @@ def source_classes(name):
         from . import images
 
         return images.num_classes(name[len(IMAGEFOLDER):])
+    if isinstance(name, str) and name.startswith((TFRECORD, ARRAYRECORD)):
+        from . import records as records_lib
+
+        fmt, pattern = name.split(":", 1)
+        return records_lib.source(fmt, pattern)["num_classes"]
     return None
 
 
@@ -67,6 +77,10 @@ def load(name, input_shape, num_classes=10, seed=0, test_fraction=0.2, size=None
     if name.startswith(IMAGEFOLDER):
         return imagefolder(name[len(IMAGEFOLDER):], input_shape, num_classes=num_classes, seed=seed,
                            test_fraction=test_fraction, spec=spec)
+    if name.startswith((TFRECORD, ARRAYRECORD)):
+        fmt, pattern = name.split(":", 1)
+        return records(fmt, pattern, input_shape, num_classes=num_classes, seed=seed, test_fraction=test_fraction,
+                       spec=spec)
     if name == "digits":
         return digits(input_shape, num_classes=num_classes, seed=seed, test_fraction=test_fraction)
     if name == "synthetic":
@@ -107,10 +121,7 @@ def imagefolder(root, input_shape, num_classes=None, seed=0, test_fraction=0.2, 
     """An ImageFolder ``root`` (or its ``train``/``val`` split folders) as lazily decoded :class:`images.Images`."""
     from . import images
 
-    if spec is not None:
-        mean, std = images.normalization(spec)
-    else:
-        mean, std = images.IMAGENET_MEAN[:input_shape[2]], images.IMAGENET_STD[:input_shape[2]]
+    mean, std = _normalization(input_shape, spec)
     split_dirs = images.splits(root)
     if split_dirs:
         files, y, classes = images.list_folder(split_dirs["train"])
@@ -130,6 +141,47 @@ def imagefolder(root, input_shape, num_classes=None, seed=0, test_fraction=0.2, 
                           f"(pass --num-classes {len(classes)})")
     return Dataset(f"imagefolder:{root}", images.Images(files, input_shape, mean, std, seed), y,
                    images.Images(vfiles, input_shape, mean, std, seed), vy, len(classes))
+
+
+def _normalization(input_shape, spec):
+    from . import images
+
+    if spec is not None:
+        return images.normalization(spec)
+    return images.IMAGENET_MEAN[:input_shape[2]], images.IMAGENET_STD[:input_shape[2]]
+
+
+def records(fmt, pattern, input_shape, num_classes=None, seed=0, test_fraction=0.2, spec=None):
+    """``tfrecord:`` / ``arrayrecord:`` shards of ``tf.train.Example`` protos as lazily decoded
+    :class:`records.Records`, decoded and transformed as image files are.
+
+    ``pattern``: a directory written by ``crossframe data pack`` (``train-*`` and ``val-*``/``test-*``
+    shards: train on train, evaluate on val), or a glob whose shards (sorted) are one set, split by the
+    seed as a plain image folder is. The class count is ``classes.json``'s beside the shards, else
+    1 + the largest label."""
+    from . import records as records_lib
+
+    mean, std = _normalization(input_shape, spec)
+    src = records_lib.source(fmt, pattern)
+    n = src["num_classes"]
+    if "all" in src["splits"]:
+        shards, refs, y = src["splits"]["all"]
+        order = np.random.default_rng([seed, 1]).permutation(len(refs))
+        n_test = int(round(len(refs) * test_fraction))
+        test, train = order[:n_test], order[n_test:]
+        parts = {"train": (shards, refs[train], y[train]), "val": (shards, refs[test], y[test])}
+    else:
+        parts = src["splits"]
+    if num_classes is not None and num_classes != n:
+        if src["classes"] is not None:
+            raise ConfigError(f"{fmt}:{pattern}: {n} classes ({records_lib.CLASSES_FILE}), the network has "
+                              f"num_classes={num_classes} (pass --num-classes {n})")
+        for shards, refs, labels in src["splits"].values():  # no class list: the labels must fit the network
+            records_lib.check_labels(shards, refs, labels, num_classes, f"the network has num_classes={num_classes}")
+        n = num_classes
+    sets = {k: records_lib.Records(sh, r, input_shape, mean, std, seed) for k, (sh, r, _) in parts.items()}
+    return Dataset(f"{fmt}:{pattern}", sets["train"], parts["train"][2].astype(np.int32),
+                   sets["val"], parts["val"][2].astype(np.int32), n)
 
 
 def resize(x, input_shape):

@@ -17,7 +17,9 @@ Transforms, the torchvision/timm ImageNet recipe, each one Pillow call as torchv
   with in-model preprocessing (Keras Applications' ``Rescaling``) gets the raw 0..255 values instead.
 
 Decoding runs on a thread pool (Pillow releases the GIL while decoding and resampling); a batch's
-next batch is decoded in the background while the current step runs.
+next batch is decoded in the background while the current step runs. :class:`ImageSet` holds the
+decoding and the transforms; :class:`Images` gives it files, :class:`jax_impl.train.records.Records`
+the encoded bytes stored in record files (``decode`` takes either).
 """
 
 from __future__ import annotations
@@ -83,16 +85,22 @@ def normalization(spec):
     return (0.5,) * channels, (0.5,) * channels
 
 
-def decode(path, channels):
-    """Pillow decode to an RGB (or greyscale, for 1-channel networks) image; a ``ConfigError`` if unreadable."""
+def decode(source, channels, name=None):
+    """Pillow decode of ``source`` (a file path, or the encoded bytes of an image) to an RGB (or
+    greyscale, for 1-channel networks) image; a ``ConfigError`` naming ``name`` (default: the path) if
+    unreadable."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
+    if name is None:
+        name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb")) as f:
             img = Image.open(f)
             img = img.convert("L" if channels == 1 else "RGB")  # convert() loads the whole file
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ConfigError(f"{path}: cannot decode image ({err.__class__.__name__}: {err})") from None
+        raise ConfigError(f"{name}: cannot decode image ({err.__class__.__name__}: {err})") from None
     return img
 
 
@@ -154,10 +162,16 @@ def to_array(img, mean, std):
     return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
-def eval_transform(path, input_shape, mean, std):
-    """The eval array (H, W, C) float32 of one file."""
+def eval_transform(source, input_shape, mean, std, name=None):
+    """The eval array (H, W, C) float32 of one image (a file path or encoded bytes, as :func:`decode`)."""
     h, w, c = input_shape
-    return to_array(eval_crop(decode(path, c), (h, w)), mean, std)
+    return to_array(eval_crop(decode(source, c, name), (h, w)), mean, std)
+
+
+def train_transform(source, input_shape, mean, std, rng, name=None):
+    """The train array (H, W, C) float32 of one image, its random crop and flip drawn from ``rng``."""
+    h, w, c = input_shape
+    return to_array(train_crop(decode(source, c, name), (h, w), rng), mean, std)
 
 
 _POOL = None
@@ -172,33 +186,53 @@ def pool():
     return _POOL
 
 
-class Images:
+class ImageSet:
     """A lazily decoded image set that indexes like an (N, H, W, C) float32 array.
 
-    ``images[idx]`` (an index array) decodes those files with the eval transform on the pool;
-    :meth:`train_batch` applies the random train transform of ``epoch``.
+    ``images[idx]`` (an index array) decodes those images with the eval transform on the pool;
+    :meth:`train_batch` applies the random train transform of ``epoch``. Subclasses say only where the
+    encoded image ``i`` is: :meth:`source` returns ``(file path or encoded bytes, name for messages)``.
     """
 
-    def __init__(self, files, input_shape, mean, std, seed=0):
-        self.files = list(files)
+    def __init__(self, n, input_shape, mean, std, seed=0):
         self.input_shape = tuple(input_shape)
         self.mean, self.std, self.seed = mean, std, seed
-        self.shape = (len(self.files), *self.input_shape)
+        self.shape = (int(n), *self.input_shape)
         self.dtype = np.float32
 
+    def source(self, index):
+        raise NotImplementedError
+
     def __len__(self):
-        return len(self.files)
+        return self.shape[0]
+
+    def eval_one(self, index):
+        """The eval array (H, W, C) of image ``index``."""
+        source, name = self.source(int(index))
+        return eval_transform(source, self.input_shape, self.mean, self.std, name)
 
     def __getitem__(self, idx):
         idx = np.atleast_1d(np.asarray(idx))
-        paths = [self.files[i] for i in idx]
-        out = list(pool().map(lambda p: eval_transform(p, self.input_shape, self.mean, self.std), paths))
+        out = list(pool().map(self.eval_one, idx))
         return np.stack(out) if out else np.zeros((0, *self.input_shape), np.float32)
 
     def train_one(self, index, epoch):
-        h, w, c = self.input_shape
+        """The train array (H, W, C) of image ``index`` in ``epoch``: ``default_rng([seed, 3, epoch, index])``."""
         rng = np.random.default_rng([self.seed, 3, epoch, int(index)])
-        return to_array(train_crop(decode(self.files[index], c), (h, w), rng), self.mean, self.std)
+        source, name = self.source(int(index))
+        return train_transform(source, self.input_shape, self.mean, self.std, rng, name)
 
     def train_batch(self, idx, epoch):
         return np.stack(list(pool().map(lambda i: self.train_one(i, epoch), idx)))
+
+
+class Images(ImageSet):
+    """The files of an image folder (paths, in the order given)."""
+
+    def __init__(self, files, input_shape, mean, std, seed=0):
+        self.files = list(files)
+        super().__init__(len(self.files), input_shape, mean, std, seed)
+
+    def source(self, index):
+        path = self.files[index]
+        return path, path
