@@ -4,8 +4,10 @@
 
 Both sides run the same recipe on the same JPEG files: Pillow decode, ``RandomResizedCrop(size,
 scale=(0.08, 1))`` (bilinear), a horizontal flip with probability 1/2, ``ToTensor`` + ImageNet
-``Normalize``. Ours is ``jax_impl.train.images.Images.train_batch`` (a thread pool of ``--workers``
-threads, channels-last float32 batches, what ``crossframe train --data imagefolder:PATH`` runs);
+``Normalize``. Ours is ``jax_impl.train.pipeline.Pipeline``, what ``crossframe train --data
+imagefolder:PATH`` runs (grain, ``--workers`` reader threads, channels-last float32 batches, one pass
+= one epoch of full batches in a new pipeline: its thread start-up is counted, which a training run,
+keeping one pipeline across epochs, pays once);
 the reference is ``torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(...), num_workers=W)``
 (worker processes, channels-first float32 tensors). Each round times one pass over the files on each
 side, in alternating order (A B, B A, ...), after one warm-up pass each (the DataLoader's workers are
@@ -51,19 +53,20 @@ def make_folder(root, count, seed=0):
 
 def ours(root, size, batch, workers):
     os.environ["CROSSFRAME_DATA_WORKERS"] = str(workers)
-    import numpy as np
+    from jax_impl.train import data, images
+    from jax_impl.train.pipeline import Pipeline
 
-    from jax_impl.train import images
-
-    files = images.list_folder(root)[0]
-    data = images.Images(files, (size, size, 3), images.IMAGENET_MEAN, images.IMAGENET_STD, seed=0)
+    files, labels, _ = images.list_folder(root)
+    data_set = images.Images(files, (size, size, 3), images.IMAGENET_MEAN, images.IMAGENET_STD, seed=0)
+    batches = data.Batches(data_set, labels, batch, seed=0)
     epoch = [0]
 
     def one_pass():
-        order = np.random.default_rng(epoch[0]).permutation(len(files))
+        first = epoch[0] * batches.steps_per_epoch
         count = 0
-        for lo in range(0, len(order), batch):
-            count += len(data.train_batch(order[lo:lo + batch], epoch[0]))
+        with Pipeline(batches, first, first + batches.steps_per_epoch) as inputs:
+            for step in range(first, first + batches.steps_per_epoch):
+                count += len(inputs.next(step)[0])
         epoch[0] += 1
         return count
 

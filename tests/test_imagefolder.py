@@ -103,6 +103,35 @@ def test_train_batches_are_pure_and_split_over_hosts(folder):
     assert not np.array_equal(a, x)
 
 
+def test_grain_pipeline_reads_the_batches_of_each_step_and_resumes_from_its_state(folder, monkeypatch):
+    """The grain pipeline (3 reader threads) yields Batches.local(step) across an epoch's end; its
+    state, restored into a new pipeline, reads on from the next step; a state from elsewhere is refused."""
+    from archspec.errors import ConfigError
+    from jax_impl.train import data
+    from jax_impl.train.pipeline import Pipeline
+
+    monkeypatch.setenv("CROSSFRAME_DATA_WORKERS", "3")
+    ds = data.load(f"imagefolder:{folder}", (32, 32, 3), num_classes=4, seed=5)
+    batches = data.batches_for(ds, 8, seed=5, process_index=1, process_count=2)
+    first = batches.steps_per_epoch - 2  # steps first .. first + 3 cross into the next epoch
+    with Pipeline(batches, first, first + 4) as inputs:
+        for step in (first, first + 1):
+            x, y = inputs.next(step)
+            want_x, want_y = batches.local(step)
+            assert np.array_equal(x, want_x) and np.array_equal(y, want_y)
+        saved = inputs.state()
+    assert saved["origin_step"] == first and saved["next_step"] == first + 2
+    with Pipeline(batches, first + 2, first + 4, state=saved) as inputs:
+        for step in (first + 2, first + 3):
+            x, _ = inputs.next(step)
+            assert np.array_equal(x, batches.local(step)[0]) and batches.epoch_of(step) == batches.epoch_of(first) + 1
+    with Pipeline(batches, first + 1, first + 4, state=saved) as inputs:  # the state is of step first + 2
+        with pytest.raises(ConfigError, match=f"batch of step {first + 2} where step {first + 1} was expected"):
+            inputs.next(first + 1)
+    with pytest.raises(ConfigError, match="does not fit this pipeline"):
+        Pipeline(batches, first, first + 4, state={"origin_step": first, "grain": {"no": "such"}})
+
+
 def _config(folder):
     from jax_impl.train import TrainConfig
 
@@ -138,6 +167,10 @@ def test_imagefolder_kill_and_resume_mid_epoch_is_bit_for_bit(resumed):
 
     whole, again, broken_dir = resumed
     assert again.start_step == 4 and 4 // 3 == 1  # 3 steps per epoch: step 4 is inside epoch 1
+    from jax_impl.train import checkpoint
+
+    meta, _ = checkpoint.read_meta(broken_dir / "checkpoints", 4)  # the input pipeline's state, resumed from
+    assert meta["input"]["origin_step"] == 0 and meta["input"]["next_step"] == 4 and meta["input"]["grain"]
     log = metrics.read_log(broken_dir / "metrics.jsonl")
     assert [r["step"] for r in log if r["split"] == "train"] == list(range(1, 8))
     assert again.losses() == whole.losses() and len(whole.losses()) == 7  # bit for bit
@@ -184,6 +217,18 @@ def test_make_digits_is_deterministic(tmp_path):
 
     with Image.open(tmp_path / "a" / files[0]) as img:
         assert img.size == (16, 16) and img.mode == "RGB"
+    # --classes: a subset of the digits, each image in the split it has in the full set
+    c = make_digits(tmp_path / "c", size=16, seed=0, limit=200, classes="5-7,9")
+    assert c["digits"] == [5, 6, 7, 9] and c["classes"] == 4
+    assert sorted(p.name for p in (tmp_path / "c" / "val").iterdir()) == ["5", "6", "7", "9"]
+    subset = sorted(p.relative_to(tmp_path / "c") for p in (tmp_path / "c").rglob("*.png"))
+    assert subset == [f for f in files if f.parts[1] in "5679"] and c["train"] + c["val"] == len(subset)
+    from archspec.errors import ConfigError
+
+    for bad in ("", "4-2", "10", "a", "1,,2"):
+        with pytest.raises(ConfigError, match="--classes"):
+            make_digits(tmp_path / "d", size=16, classes=bad)
+    assert not (tmp_path / "d").exists()
 
 
 def _bad(tmp_path):

@@ -4,7 +4,8 @@
 layout, ``<index>`` the image's index in ``sklearn.datasets.load_digits``): each 8x8 image (values
 0..16) becomes uint8 ``round(v * 255 / 16)``, is upscaled with Pillow's bilinear resampling to
 ``--size`` and saved as RGB (the grey value in all three channels). The split is the training
-loop's ``digits`` split of the same seed (``default_rng([seed, 1])``, 20% held out). Deterministic:
+loop's ``digits`` split of the same seed (``default_rng([seed, 1])``, 20% held out). ``--classes 0-4``
+renders only those digits (same split of each image). Deterministic:
 the same seed and size give the same bytes. Written to a temporary directory beside OUT, then renamed.
 
 ``pack SRC OUT --format tfrecord|arrayrecord [--shards N]``: an ImageFolder as record shards of
@@ -33,6 +34,9 @@ def add_arguments(p):
     m.add_argument("--size", type=int, default=32, help="side of the square RGB images (default 32)")
     m.add_argument("--seed", type=int, default=0, help="the train/val split (the loop's digits split)")
     m.add_argument("--val-fraction", type=float, default=0.2)
+    m.add_argument("--classes", default=None, metavar="DIGITS",
+                   help="render only these digits, e.g. 0-4 or 5,7,9 (default: all ten); the folders keep the "
+                        "digits' names, so labels are their positions in sorted order")
     k = sub.add_parser("pack", help="write an ImageFolder as TFRecord/ArrayRecord shards of tf.train.Example")
     k.add_argument("src", metavar="SRC", help="an ImageFolder: SRC/<class>/*.png|jpg, or SRC/train and SRC/val|test")
     k.add_argument("out", metavar="OUT", help="output directory (new or empty, or one `data pack` wrote, with "
@@ -44,10 +48,28 @@ def add_arguments(p):
     k.add_argument("--overwrite", action="store_true", help="replace an OUT that `crossframe data pack` wrote")
 
 
-def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
-    """Write the digits to ``out``; returns ``{'train': n, 'val': n, 'classes': 10, 'size': size}``.
+def parse_digits(text):
+    """``'0-4'`` / ``'5,7,9'`` / ``'3'`` -> the sorted digits; a ``ConfigError`` for anything else."""
+    from archspec.errors import ConfigError
 
-    ``limit`` (tests): render only the images whose index is below it, split as in the full set."""
+    digits = set()
+    try:
+        for part in str(text).split(","):
+            lo, sep, hi = part.strip().partition("-")
+            lo, hi = int(lo), int(hi) if sep else int(lo)
+            if not 0 <= lo <= hi <= 9:
+                raise ValueError
+            digits.update(range(lo, hi + 1))
+    except ValueError:
+        raise ConfigError(f"--classes {text!r}: expected digits 0-9 as a range or a list, e.g. 0-4 or 5,7,9") from None
+    return sorted(digits)
+
+
+def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None, classes=None):
+    """Write the digits to ``out``; returns ``{'train': n, 'val': n, 'classes': k, 'size': size, ...}``.
+
+    ``classes``: the digits to render (``'0-4'``, ``'5,7,9'`` or a list; default all ten), split as in
+    the full set. ``limit`` (tests): render only the images whose index is below it."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -61,6 +83,8 @@ def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
         raise ConfigError(f"--val-fraction {val_fraction}: expected a number > 0 and < 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"--seed {seed}: expected an integer >= 0")
+    digits = list(range(10)) if classes is None else (
+        parse_digits(classes) if isinstance(classes, str) else parse_digits(",".join(map(str, classes))))
     out = claim(out, kind="directory", what="OUT")
     bunch = load_digits()
     pixels = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
@@ -72,6 +96,8 @@ def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
     counts = {"train": 0, "val": 0}
     try:
         for i, (img, label) in enumerate(zip(pixels[:limit], bunch.target[:limit])):
+            if int(label) not in digits:
+                continue
             part = split.get(i, "train")
             folder = tmp / part / str(int(label))
             folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +109,7 @@ def make_digits(out, size=32, seed=0, val_fraction=0.2, limit=None):
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"out": str(out), **counts, "classes": 10, "size": size, "seed": seed}
+    return {"out": str(out), **counts, "classes": len(digits), "digits": digits, "size": size, "seed": seed}
 
 
 def _packed(path):
@@ -181,7 +207,8 @@ def pack(src, out, fmt, shards=None, overwrite=False):
 
 def run(args):
     if args.data_command == "make-digits":
-        print(json.dumps(make_digits(args.out, size=args.size, seed=args.seed, val_fraction=args.val_fraction)))
+        print(json.dumps(make_digits(args.out, size=args.size, seed=args.seed, val_fraction=args.val_fraction,
+                                     classes=args.classes)))
     elif args.data_command == "pack":
         print(json.dumps(pack(args.src, args.out, args.format, shards=args.shards, overwrite=args.overwrite)))
     return 0

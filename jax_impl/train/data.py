@@ -2,8 +2,9 @@
 
 Sources: ``synthetic`` (class-dependent Gaussian blobs, learnable), ``digits``
 (scikit-learn's bundled 8x8 digits, resized to the network's input), both in memory,
-``imagefolder:PATH`` (torchvision's ImageFolder layout, decoded per batch with Pillow on a thread pool
-and augmented with the ImageNet recipe: :mod:`jax_impl.train.images`), and ``tfrecord:GLOB`` /
+``imagefolder:PATH`` (torchvision's ImageFolder layout, decoded with Pillow and augmented with the
+ImageNet recipe: :mod:`jax_impl.train.images`, read in training by the grain pipeline of
+:mod:`jax_impl.train.pipeline`), and ``tfrecord:GLOB`` /
 ``arrayrecord:GLOB`` (``tf.train.Example`` records of encoded images, decoded and augmented the same
 way: :mod:`jax_impl.train.records`). The order of
 examples is a pure function of ``(seed, epoch)``, and a step number fixes the epoch and the
@@ -17,6 +18,7 @@ slices are assembled into one global array in :mod:`jax_impl.train.mesh`.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,9 +214,12 @@ def epoch_permutation(seed, epoch, n):
 
 
 class Batches:
-    """Global batch ``step`` of a run, and this process's slice of it.
+    """Global batch ``step`` of a run, and this process's slice of it: indices as pure functions of
+    ``(seed, step)``. ``x`` is an in-memory array or a lazily decoded :class:`images.ImageSet`
+    (``lazy``: read per image by :class:`pipeline.Pipeline`, the train transform of its epoch).
 
     Drops each epoch's remainder so every step has the same global batch shape (one compilation).
+    Safe to call from several threads (the pipeline's readers).
     """
 
     def __init__(self, x, y, global_batch, seed, process_index=0, process_count=1):
@@ -223,66 +228,50 @@ class Batches:
         if global_batch > len(x):
             raise ConfigError(f"global batch {global_batch} is larger than the {len(x)} training examples")
         self.x, self.y = x, y
+        self.lazy = not isinstance(x, np.ndarray)
         self.global_batch = global_batch
+        self.per_process = global_batch // process_count
         self.seed = seed
         self.process_index, self.process_count = process_index, process_count
         self.steps_per_epoch = len(x) // global_batch
-        self._perm_epoch, self._perm = None, None
+        self._perms = {}  # {epoch: permutation}, replaced whole (readers on threads never see it half-built)
+        self._lock = threading.Lock()
 
     def epoch_of(self, step):
         return step // self.steps_per_epoch
 
+    def _permutation(self, epoch):
+        perm = self._perms.get(epoch)
+        if perm is None:
+            with self._lock:
+                perm = self._perms.get(epoch)
+                if perm is None:  # two epochs kept: the readers straddle an epoch's end
+                    perm = epoch_permutation(self.seed, epoch, len(self.x))
+                    self._perms = {e: p for e, p in self._perms.items() if e == epoch - 1} | {epoch: perm}
+        return perm
+
     def indices(self, step):
         """Indices of the whole global batch for ``step``."""
         epoch, i = divmod(step, self.steps_per_epoch)
-        if self._perm_epoch != epoch:
-            self._perm, self._perm_epoch = epoch_permutation(self.seed, epoch, len(self.x)), epoch
-        return self._perm[i * self.global_batch:(i + 1) * self.global_batch]
+        return self._permutation(epoch)[i * self.global_batch:(i + 1) * self.global_batch]
+
+    def local_indices(self, step):
+        """This process's contiguous slice of :meth:`indices`."""
+        lo = self.process_index * self.per_process
+        return self.indices(step)[lo:lo + self.per_process]
 
     def local(self, step):
-        """This process's contiguous slice of global batch ``step``: ``(x, y)`` numpy arrays."""
-        idx = self.indices(step)
-        per = self.global_batch // self.process_count
-        idx = idx[self.process_index * per:(self.process_index + 1) * per]
+        """This process's slice of global batch ``step``: ``(x, y)`` numpy arrays (images decoded with
+        the train transform of the step's epoch)."""
+        idx = self.local_indices(step)
+        if self.lazy:
+            return self.x.train_batch(idx, self.epoch_of(step)), self.y[idx]
         return self.x[idx], self.y[idx]
 
 
-class ImageBatches(Batches):
-    """:class:`Batches` over lazily decoded images: the train transform of (seed, epoch, file), this
-    process's files only, decoded on the pool while the previous step runs (one batch ahead)."""
-
-    def __init__(self, images, y, global_batch, seed, process_index=0, process_count=1):
-        super().__init__(images, y, global_batch, seed, process_index, process_count)
-        self._ahead = None  # (step, Future of its local batch)
-        self._prefetch = None
-
-    def _local_indices(self, step):
-        idx = self.indices(step)
-        per = self.global_batch // self.process_count
-        return idx[self.process_index * per:(self.process_index + 1) * per]
-
-    def _submit(self, step):
-        """Decode ``step``'s slice in the background (indices computed here, on the caller's thread)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if self._prefetch is None:
-            self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossframe-prefetch")
-        idx, epoch = self._local_indices(step), self.epoch_of(step)
-        return self._prefetch.submit(lambda: (self.x.train_batch(idx, epoch), self.y[idx]))
-
-    def local(self, step):
-        if self._ahead is not None and self._ahead[0] == step:
-            future = self._ahead[1]
-        else:
-            future = self._submit(step)
-        self._ahead = (step + 1, self._submit(step + 1))
-        return future.result()
-
-
 def batches_for(dataset, global_batch, seed, process_index=0, process_count=1):
-    """The training batches of ``dataset``: in-memory :class:`Batches` or decoded :class:`ImageBatches`."""
-    cls = Batches if isinstance(dataset.x_train, np.ndarray) else ImageBatches
-    return cls(dataset.x_train, dataset.y_train, global_batch, seed, process_index, process_count)
+    """The training batches of ``dataset`` (:class:`Batches`)."""
+    return Batches(dataset.x_train, dataset.y_train, global_batch, seed, process_index, process_count)
 
 
 def eval_batches(x, y, global_batch, process_index=0, process_count=1):

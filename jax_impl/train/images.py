@@ -16,8 +16,9 @@ Transforms, the torchvision/timm ImageNet recipe, each one Pillow call as torchv
 - then ``ToTensor`` (uint8 / 255) and ``Normalize(mean, std)`` in float32, channels last. A spec
   with in-model preprocessing (Keras Applications' ``Rescaling``) gets the raw 0..255 values instead.
 
-Decoding runs on a thread pool (Pillow releases the GIL while decoding and resampling); a batch's
-next batch is decoded in the background while the current step runs. :class:`ImageSet` holds the
+Decoding runs on threads (Pillow releases the GIL while decoding and resampling): in training, the
+grain reader threads of :mod:`jax_impl.train.pipeline`, one image each, ahead of the step; in
+evaluation, a pool (:func:`pool`), one batch at a time. :class:`ImageSet` holds the
 decoding and the transforms; :class:`Images` gives it files, :class:`jax_impl.train.records.Records`
 the encoded bytes stored in record files (``decode`` takes either).
 """
@@ -178,11 +179,14 @@ _POOL = None
 
 
 def pool():
-    """One process-wide decoding pool (``CROSSFRAME_DATA_WORKERS`` threads, default the CPU count)."""
+    """One process-wide decoding pool for evaluation and :meth:`ImageSet.train_batch`
+    (``CROSSFRAME_DATA_WORKERS`` threads, default the CPU count); training reads through
+    :class:`pipeline.Pipeline`."""
     global _POOL
     if _POOL is None:
-        workers = int(os.environ.get("CROSSFRAME_DATA_WORKERS") or 0) or os.cpu_count() or 1
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossframe-decode")
+        from .pipeline import workers
+
+        _POOL = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="crossframe-decode")
     return _POOL
 
 

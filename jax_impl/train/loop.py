@@ -39,6 +39,7 @@ from . import data as data_lib
 from . import mesh as mesh_lib
 from . import metrics as metrics_lib
 from . import optim
+from . import pipeline as pipeline_lib
 from . import workdir as workdir_lib
 from .config import TrainConfig
 from .init import initial_variables
@@ -158,7 +159,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
             "total_steps": total_steps, "init_from": init_source}
     moved = _start_over(checkpoint_dir, log_path, plot_path, resume, is_main) if checkpoint_dir or log_path else {}
     mgr = ckpt.manager(checkpoint_dir, save_every, config.max_to_keep) if checkpoint_dir else None
-    start_step = 0
+    start_step, saved_input = 0, None
     saved_step = None  # the step of the newest checkpoint of this run (a second save of it would be refused)
     if mgr is not None and resume and mgr.latest_step() is not None:
         saved_meta = ckpt.meta_of(mgr)  # before the arrays: another config may hold another state's layout
@@ -167,6 +168,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                              f"or --no-resume.\n saved: {saved_meta.get('config')}\n now:   {meta['config']}")
         state, _ = ckpt.restore(mgr, state)
         start_step = saved_step = int(jax.device_get(state.step))
+        saved_input = saved_meta.get("input")  # absent in checkpoints of earlier versions: start at the step
         meta["init_from"] = saved_meta.get("init_from")  # where the run began, not this call's flags
     records = metrics_lib.truncate_log(log_path, start_step) if start_step else []
     log = metrics_lib.Log(log_path, enabled=is_main)
@@ -189,6 +191,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
         nonlocal saved_step
         if mgr is not None and step != saved_step:
             flush()
+            meta["input"] = inputs.state()  # grain's iterator state: a resumed run reads on from here
             ckpt.save(mgr, state, meta, force=True)
             saved_step = step
             restart_clock()
@@ -214,11 +217,13 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                         img_s=f"{out[-1]['images_per_s']:.0f}", wait=f"{out[-1]['input_wait']:.0%}")
 
     stop = StopOnSignal()
-    with precision, stop:
+    inputs = pipeline_lib.Pipeline(batches, start_step, stop_at, state=saved_input,
+                                   place=lambda xs, ys: mesh_lib.global_batch(mesh, xs, ys))
+    with precision, stop, inputs:
         step = start_step
         while step < stop_at and not stop.signum:
             waited = time.perf_counter()
-            x, y = mesh_lib.global_batch(mesh, *batches.local(step))
+            x, y = inputs.next(step)
             input_seconds += time.perf_counter() - waited
             state, m = train_step(state, x, y, dropout_key)
             step += 1
