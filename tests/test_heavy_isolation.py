@@ -1,0 +1,24 @@
+"""The heavy suite's big-memory cases are recognised by name (tests/conftest.py), whatever the case of
+the library's spelling: each one runs alone in a process of its own."""
+
+from types import SimpleNamespace
+
+from conftest import is_big_memory
+
+
+def _item(originalname, name, heavy=True):
+    return SimpleNamespace(originalname=originalname, name=name,
+                           get_closest_marker=lambda mark: object() if heavy and mark == "heavy" else None)
+
+
+def test_big_memory_cases_are_found_case_blind():
+    big = [("test_parity_and_round_trip_heavy", "test_parity_and_round_trip_heavy[ResNet152-native]"),
+           ("test_parity_and_round_trip_heavy", "test_parity_and_round_trip_heavy[EfficientNetB6-native]"),
+           ("test_import_parity_native_resolution", "test_import_parity_native_resolution[timm/resnet101]"),
+           ("test_train_grad_step_parity_all", "test_train_grad_step_parity_all[efficientnet_b7]")]
+    small = [("test_parity_and_round_trip_heavy", "test_parity_and_round_trip_heavy[ResNet50-native]"),
+             ("test_variant", "test_variant[keras/EfficientNetB7]"),  # not one of the big checks
+             ("test_train_grad_step_parity_all", "test_train_grad_step_parity_all[efficientnet_b3]")]
+    assert all(is_big_memory(_item(*case)) for case in big)
+    assert not any(is_big_memory(_item(*case)) for case in small)
+    assert not is_big_memory(_item(*big[0], heavy=False))
