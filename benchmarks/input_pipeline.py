@@ -6,8 +6,9 @@ Both sides run the same recipe on the same JPEG files: Pillow decode, ``RandomRe
 scale=(0.08, 1))`` (bilinear), a horizontal flip with probability 1/2, ``ToTensor`` + ImageNet
 ``Normalize``. Ours is ``jax_impl.train.pipeline.Pipeline``, what ``crossframe train --data
 imagefolder:PATH`` runs (grain, ``--workers`` reader threads, channels-last float32 batches, one pass
-= one epoch of full batches in a new pipeline: its thread start-up is counted, which a training run,
-keeping one pipeline across epochs, pays once);
+= one epoch of full batches in a pipeline of its own, started when the pass starts, as the
+DataLoader's workers start reading at ``iter(loader)``: a pipeline kept across passes would decode
+ahead while the other side is timed);
 the reference is ``torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(...), num_workers=W)``
 (worker processes, channels-first float32 tensors). Each round times one pass over the files on each
 side, in alternating order (A B, B A, ...), after one warm-up pass each (the DataLoader's workers are
@@ -100,11 +101,11 @@ def timed(one_pass):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", help="an ImageFolder (class sub-folders of JPEG/PNG); default: made from sample photos")
-    p.add_argument("--images", type=int, default=256, help="files to make without --folder")
+    p.add_argument("--images", type=int, default=512, help="files to make without --folder")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (ours) and worker processes (torchvision)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

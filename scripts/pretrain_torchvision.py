@@ -1,8 +1,8 @@
 """Train a plain torchvision model on an image folder in PyTorch and save its state_dict: the
 "torchvision checkpoint" that docs/TRAINING.md fine-tunes in JAX (no hub download needed).
 
-    python scripts/pretrain_torchvision.py FOLDER OUT.pt [--arch resnet18] [--size 32] [--epochs 15]
-        [--batch-size 64] [--lr 0.1] [--seed 0] [--overwrite]
+    python scripts/pretrain_torchvision.py FOLDER OUT.pt [--arch resnet18] [--size 32] [--epochs 30]
+        [--batch-size 64] [--lr 0.05] [--seed 0] [--overwrite]
     python scripts/pretrain_torchvision.py FOLDER FILE.pt --evaluate-only [--arch resnet18] [--size 32]
 
 FOLDER: an ImageFolder with ``train`` and ``val`` sub-folders (``crossframe data make-digits FOLDER
@@ -37,9 +37,9 @@ def main(argv=None):
     p.add_argument("out", metavar="OUT", help="the state_dict file to write (.pt)")
     p.add_argument("--arch", default="resnet18", help="a torchvision.models builder (default resnet18)")
     p.add_argument("--size", type=int, default=32, help="crop size (default 32)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--evaluate-only", action="store_true", help="evaluate OUT (a torchvision state_dict) on "

@@ -48,11 +48,11 @@ def test_input_wait_is_measured(tmp_path, monkeypatch):
         assert speed["steps"] == 6 and speed["images_per_s"] > 0
         assert abs(speed["images_per_s"] * speed["step_seconds"] - 8) < 0.01  # global batch 8 per step
     # a quarter second per batch on steps of milliseconds: the input is the bottleneck, and it shows.
-    # The pipeline reads ahead while the first window compiles: up to DEVICE_BUFFER batches queued and
-    # one in hand, so the 6 measured steps wait for at least 6 - (DEVICE_BUFFER + 1) stalls.
-    from jax_impl.train.pipeline import DEVICE_BUFFER
+    # The pipeline reads ahead while the first window compiles: HOST_BUFFER batches queued, one in the
+    # reader's hand and DEVICE_BUFFER placed, so the 6 measured steps wait for the rest of the stalls.
+    from jax_impl.train.pipeline import DEVICE_BUFFER, HOST_BUFFER
 
     stalled, free = speeds[0.25], speeds[0.0]
-    waited_for = 6 - (DEVICE_BUFFER + 1)
+    waited_for = 6 - (HOST_BUFFER + 1 + DEVICE_BUFFER)
     assert stalled["input_wait"] > 0.5 and stalled["step_seconds"] >= 0.25 * waited_for / 6, speeds
     assert stalled["input_wait"] > free["input_wait"] + 0.2, speeds

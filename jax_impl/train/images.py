@@ -159,8 +159,11 @@ def to_array(img, mean, std):
     x = np.asarray(img, dtype=np.uint8)
     if x.ndim == 2:
         x = x[..., None]
-    x = x.astype(np.float32) / np.float32(255.0)
-    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x = x.astype(np.float32)  # then in place: the same float32 operations, no temporaries
+    x /= np.float32(255.0)
+    x -= np.asarray(mean, np.float32)
+    x /= np.asarray(std, np.float32)
+    return x
 
 
 def eval_transform(source, input_shape, mean, std, name=None):

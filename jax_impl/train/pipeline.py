@@ -12,7 +12,11 @@ decoded with the train transform of its epoch by ``grain.ReadOptions(num_threads
 (``CROSSFRAME_DATA_WORKERS``, default the CPU count; Pillow releases the GIL), ``2 * per`` images
 ahead, then batched. In-memory arrays (``digits``, ``synthetic``) are one element per step (a
 fancy index, no threads). Either way a background thread (``grain.experimental.ThreadPrefetchIterDataset``)
-assembles the next two global batches on the devices while the current step runs.
+keeps the next ``HOST_BUFFER`` host batches ready, and :meth:`Pipeline.next` places the batch after
+the one it returns on the devices before returning (``jax.make_array_from_process_local_data``,
+asynchronous): its transfer overlaps the step about to run. The placing happens on the calling
+thread, in step order: placed from a background thread, the two processes of a multi-process run
+dispatched their programs in different orders and deadlocked in the first evaluation.
 
 Every element is a pure function of ``(seed, step)``, so the order never depends on thread timing.
 The saved state is grain's iterator state plus the step the pipeline started at; a resumed run
@@ -30,7 +34,8 @@ import numpy as np
 from archspec.errors import ConfigError
 
 WORKERS_ENV = "CROSSFRAME_DATA_WORKERS"
-DEVICE_BUFFER = 2  # global batches placed on the devices ahead of the step that reads them
+HOST_BUFFER = 2  # host batches kept ready by a background thread
+DEVICE_BUFFER = 1  # global batches placed on the devices ahead of the step that reads them
 
 
 def workers():
@@ -81,9 +86,9 @@ class Pipeline:
             ds = grain.MapDataset.range(origin, max(stop_step, origin)).map(
                 lambda step: (*batches.local(int(step)), int(step)))
             ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-        ds = ThreadPrefetchIterDataset(ds.map(lambda b: (*place(b[0], b[1]), b[2])),
-                                       prefetch_buffer_size=DEVICE_BUFFER)
-        self._iterator = iter(ds)
+        self._place, self._stop = place, stop_step
+        self._iterator = iter(ThreadPrefetchIterDataset(ds, prefetch_buffer_size=HOST_BUFFER))
+        self._ahead, self._state = None, None
         if state is not None:
             try:
                 self._iterator.set_state(state["grain"])
@@ -91,21 +96,32 @@ class Pipeline:
                 self.close()
                 raise ConfigError(f"the checkpoint's input state {state!r} does not fit this pipeline: {e}") from None
 
+    def _pull(self):
+        """The next batch placed on the devices, its step, and grain's state after it; None at the end."""
+        try:
+            x, y, step = next(self._iterator)
+        except StopIteration:
+            return None
+        return (*self._place(x, y), step, self._iterator.get_state())
+
     def next(self, step):
         """The batch of ``step`` (the step after the previous call's, or ``start_step`` first)."""
-        try:
-            x, y, got = next(self._iterator)
-        except StopIteration:
-            raise ConfigError(f"the input pipeline ended before step {step}") from None
+        current = self._ahead if self._ahead is not None else self._pull()
+        if current is None:
+            raise ConfigError(f"the input pipeline ended before step {step}")
+        x, y, got, state = current
         if got != step:
             raise ConfigError(f"the input pipeline read the batch of step {got} where step {step} was expected "
                               f"(a checkpoint's input state from another run?)")
-        self.expected = step + 1
+        self._ahead = self._pull() if step + 1 < self._stop else None  # placed now, read by the next call
+        self.expected, self._state = step + 1, state
         return x, y
 
     def state(self):
-        """JSON-able: grain's iterator state after the last batch read, and where the pipeline began."""
-        return {"origin_step": self.origin, "next_step": self.expected, "grain": self._iterator.get_state()}
+        """JSON-able: grain's iterator state after the last batch returned (not after the one placed
+        ahead), and where the pipeline began."""
+        state = self._state if self._state is not None else self._iterator.get_state()
+        return {"origin_step": self.origin, "next_step": self.expected, "grain": state}
 
     def close(self):
         """Stop the reading threads (also on error: a pipeline left open would keep decoding)."""
