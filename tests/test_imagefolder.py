@@ -130,6 +130,9 @@ def test_grain_pipeline_reads_the_batches_of_each_step_and_resumes_from_its_stat
             inputs.next(first + 1)
     with pytest.raises(ConfigError, match="does not fit this pipeline"):
         Pipeline(batches, first, first + 4, state={"origin_step": first, "grain": {"no": "such"}})
+    for bad in ([1, 2], {"grain": saved["grain"]}, {**saved, "origin_step": "0"}, {**saved, "origin_step": first + 9}):
+        with pytest.raises(ConfigError, match="the checkpoint's input state"):
+            Pipeline(batches, first + 2, first + 4, state=bad)
 
 
 def _config(folder):

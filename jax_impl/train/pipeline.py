@@ -67,7 +67,11 @@ class Pipeline:
         import grain
         from grain.experimental import ThreadPrefetchIterDataset
 
-        origin = start_step if state is None else int(state["origin_step"])
+        if state is not None and not (isinstance(state, dict) and "grain" in state
+                                      and type(state.get("origin_step")) is int and 0 <= state["origin_step"] <= start_step):
+            raise ConfigError(f"the checkpoint's input state {state!r}: expected {{'origin_step': a step <= {start_step}, "
+                              "'grain': grain's iterator state, ...}")
+        origin = start_step if state is None else state["origin_step"]
         self.origin, self.expected = origin, start_step
         per = batches.per_process
         place = place or (lambda x, y: (x, y))
