@@ -5,8 +5,9 @@ It sits at the bottom of the import graph so that every package takes frameworks
 
 With the CUDA build of PyTorch, ``triton``'s native library segfaults when it loads after
 TensorFlow's (importing torchvision, timm or ``torch.compile`` after TensorFlow). Loading triton
-first makes every later order safe, so every TensorFlow import in this project goes through
-``tf_impl._tf``, which does that; these helpers are the harnesses' way in.
+first makes every later order safe, so every Keras (and so TensorFlow) import in this project goes
+through :func:`load_keras`, which does that: ``tf_impl._tf`` takes Keras from it, and these helpers
+are the harnesses' way in. Nothing here imports a package above ``archspec``.
 
 A framework that is not installed (``pip install .[torch,jax]`` without TensorFlow, as on many
 accelerator machines) raises :class:`FrameworkMissing`, a ``ConfigError``: the command line prints
@@ -85,14 +86,36 @@ def import_torch():
     return _imported("torch", load)
 
 
+def load_keras():
+    """Keras, imported safely: triton first (unless TensorFlow is in already: importing triton then
+    would itself crash), ``KERAS_BACKEND`` tensorflow when unset and Keras not yet imported, TensorFlow's
+    C++ logging at warnings. Raises ImportError when Keras is missing (callers say which framework)."""
+    import os
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        try:  # must come before TensorFlow: triton's native library crashes when loaded after TF's
+            import triton  # noqa: F401
+        except ImportError:
+            pass
+    if "keras" not in sys.modules:  # an imported Keras has its backend already
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
 def import_tf():
     """``(tf, keras)``: TensorFlow and Keras on its TensorFlow backend (a ConfigError on another one)."""
     def load():
-        from tf_impl._tf import BACKEND, keras, tf
-
+        keras = load_keras()
+        BACKEND = keras.backend.backend()
         if BACKEND != "tensorflow":
             raise ConfigError(f"this needs Keras on TensorFlow, but this process runs Keras on {BACKEND!r} "
                               f"(KERAS_BACKEND): unset it or set KERAS_BACKEND=tensorflow")
+        import tensorflow as tf  # Keras imported it already
+
         return tf, keras
     return _imported("tf", load)
 
@@ -110,9 +133,7 @@ def import_keras():
             import_torch()
         elif backend == "jax":
             import jax  # noqa: F401  (not flax: Keras needs JAX alone)
-        from tf_impl._tf import keras
-
-        return keras
+        return load_keras()
     return _imported("tf", load)
 
 

@@ -455,7 +455,7 @@ def suite_result(name, settings, records, probes, started, notes=()):
 
 @contextlib.contextmanager
 def progress_for(total, desc):
-    from crossframe.progress import progress_bar
+    from archspec.progress import progress_bar
 
     bar = progress_bar(total=total, desc=desc, unit="measurement")
     try:

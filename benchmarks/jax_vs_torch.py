@@ -46,7 +46,7 @@ class JaxRunner:
     """``jax_impl`` for one resolved spec: ``step(metric, batch)`` gives a function that runs one jitted step."""
 
     def __init__(self, spec, settings):
-        from crossframe.frameworks import import_in_order
+        from archspec.frameworks import import_in_order
 
         import_in_order(["torch", "jax"])
         import jax

@@ -42,7 +42,7 @@ def spec_pair(model, settings):
 
 
 def _torch_runners(model, settings, mode):
-    from crossframe.frameworks import import_torch
+    from archspec.frameworks import import_torch
 
     import_torch()
     import torch_impl

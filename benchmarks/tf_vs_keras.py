@@ -48,7 +48,7 @@ def tf_device(settings):
 
 def import_tf(settings):
     """TensorFlow, its thread pools capped at ``settings.threads`` (the env vars alone are not always read)."""
-    from crossframe.frameworks import import_tf as _import_tf
+    from archspec.frameworks import import_tf as _import_tf
 
     tf, keras = _import_tf()
     if settings.threads:
@@ -83,7 +83,7 @@ class Runner:
     """One contender in one mode: ``step(metric, batch)`` gives a function that runs one step."""
 
     def __init__(self, model, spec, mode, settings):
-        from crossframe.frameworks import import_tf
+        from archspec.frameworks import import_tf
 
         self.tf, self.keras = import_tf()
         self.model, self.spec, self.mode, self.device = model, spec, mode, tf_device(settings)

@@ -88,7 +88,7 @@ def build(contender, variant, settings):
 
 
 def common_torch():
-    from crossframe.frameworks import import_torch
+    from archspec.frameworks import import_torch
 
     return import_torch()
 

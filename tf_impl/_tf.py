@@ -7,26 +7,16 @@ tensorflow backend and None on the others (``BACKEND`` says which).
 
 Import order matters in this environment: loading TensorFlow's native libraries before triton's
 (which torchvision and timm import) segfaults the process, while importing triton first makes
-every later order safe. So triton, when installed, is imported here before Keras (which imports
-TensorFlow on its tensorflow backend).
+every later order safe. So Keras comes from ``archspec.frameworks.load_keras``, which imports triton
+first, when installed.
 """
 
 import os
-import sys
 
 from archspec.errors import ConfigError
+from archspec.frameworks import load_keras
 
-if "tensorflow" not in sys.modules:  # once TF is in, importing triton would itself crash: leave it
-    try:  # must come before TensorFlow: triton's native library crashes when loaded after TF's
-        import triton  # noqa: F401
-    except ImportError:
-        pass
-
-if "keras" not in sys.modules:  # an imported Keras has its backend already
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
+keras = load_keras()  # triton first, KERAS_BACKEND tensorflow when unset: archspec/frameworks.py
 from keras import ops  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -137,7 +137,7 @@ def run(args):
 
     _claim_outputs(args, report)
 
-    from crossframe.progress import progress_bar
+    from archspec.progress import progress_bar
 
     env = common.child_env(common.thread_env(args.threads))
     env["CROSSFRAME_PROGRESS"] = os.environ.get("CROSSFRAME_PROGRESS", "auto")

@@ -132,7 +132,7 @@ def pack(src, out, fmt, shards=None, overwrite=False):
     from jax_impl.train import images, records
     from weight_transfer.outputs import claim
 
-    from ..progress import progress_bar
+    from archspec.progress import progress_bar
 
     if fmt not in records.FORMATS:
         raise ConfigError(f"--format {fmt}: expected one of {', '.join(records.FORMATS)}")

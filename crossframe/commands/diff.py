@@ -84,7 +84,7 @@ def run(args):
     import archspec
 
     from ..frameworks import import_in_order
-    from ..progress import progress_bar
+    from archspec.progress import progress_bar
     from .parity import _parse_device
 
     _check_args(args)

@@ -80,7 +80,7 @@ def run(args):
     import archspec
 
     from ..frameworks import import_in_order
-    from ..progress import progress_bar
+    from archspec.progress import progress_bar
 
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     known = ("torch", "tf", "jax", "keras-jax", "keras-torch")

@@ -261,7 +261,7 @@ def build_reference(arch, input_size=None, num_classes=None):
     layer is set to the ImageNet mean and variance std**2, the function ``weights='imagenet'`` computes.
     """
     import archspec
-    from crossframe.frameworks import import_tf
+    from archspec.frameworks import import_tf
 
     kind, function, kwargs = _arch(arch)
     spec = archspec.load(arch) if input_size is None else archspec.load(arch, input_size=input_size)
