@@ -1,0 +1,214 @@
+"""Latency of exported artifacts at batch 1 on one CPU thread, against the library's own export path.
+
+    python benchmarks/export_latency.py [--models mobilenet_v2,efficientnet_b0] [--size 224]
+        [--rounds 7] [--calls 20] [--json FILE] [--keep DIR]
+
+For each network, the same weights on both sides:
+- LiteRT: ours, ``crossframe export keras/<Name> W --format keras-applications --to tflite`` of a
+  ``keras.applications.<Name>(weights=None)`` checkpoint, against that Keras model converted by
+  ``tf.lite.TFLiteConverter.from_keras_model`` (what Keras' own docs show);
+- ONNX: ours, ``crossframe export torchvision/<name> W --format torchvision --to onnx`` of a
+  ``torchvision.models.<name>(weights=None)`` state_dict, against ``torch.onnx.export`` of that
+  torchvision model (``dynamo=True``, as ours);
+- int8: ours with ``--quantize int8`` against ours in float32 (LiteRT).
+Our artifacts are made by the command line (``--no-verify``: the export tests verify; here only the
+speed counts), in a process of its own. Every artifact runs in its own runtime with one thread
+(LiteRT ``num_threads=1``, onnxruntime ``intra_op_num_threads=1``), batch 1, on one fixed random
+input, after a warm-up of ``--calls`` calls. Each round times ``--calls`` calls of each artifact, in
+alternating order; reported: each artifact's median of per-round mean latencies (ms), its ops and
+bytes, and the median of the per-round ratios reference / ours (> 1: ours is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# our name -> (keras.applications function, torchvision builder)
+MODELS = {"mobilenet_v2": ("MobileNetV2", "mobilenet_v2"), "efficientnet_b0": ("EfficientNetB0", "efficientnet_b0"),
+          "mobilenet_v3_large": ("MobileNetV3Large", "mobilenet_v3_large"), "resnet50": ("ResNet50", "resnet50")}
+
+
+def crossframe_export(arch, weights, fmt, target, out, size, quantize="none"):
+    """``crossframe export`` in a process of its own; the path written."""
+    cmd = [sys.executable, "-m", "crossframe", "export", arch, str(weights), str(out), "--format", fmt, "--to", target,
+           "--input-size", str(size), "--no-verify", "--quantize", quantize]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if done.returncode != 0:
+        raise SystemExit(f"export_latency: {' '.join(cmd[2:])} failed: {(done.stderr or done.stdout).strip()[-400:]}")
+    return Path(out)
+
+
+def tflite_runner(path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - LiteRT is a dependency; TensorFlow's interpreter otherwise
+        import tensorflow as tf
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    detail = interpreter.get_input_details()[0]
+    shape = [1 if d < 0 else d for d in detail["shape_signature"]]
+    interpreter.resize_tensor_input(detail["index"], shape)
+    interpreter.allocate_tensors()
+    out = interpreter.get_output_details()[0]["index"]
+
+    def call(x):
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    ops = len(interpreter._get_ops_details()) if hasattr(interpreter, "_get_ops_details") else None
+    return call, ops, "nhwc"
+
+
+def onnx_runner(path):
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    ops = len(onnx.load(str(path), load_external_data=False).graph.node)
+    return (lambda x: session.run(None, {name: x})[0]), ops, "nchw"
+
+
+def reference_tflite(keras_model, path):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    with contextlib.redirect_stdout(sys.stderr):  # the converter prints its whole signature
+        Path(path).write_bytes(converter.convert())
+    return Path(path)
+
+
+def reference_onnx(torch_model, size, path):
+    import torch
+
+    example = torch.zeros(1, 3, size, size)
+    torch.onnx.export(torch_model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False, external_data=False)
+    return Path(path)
+
+
+def build_pairs(name, size, tmp):
+    """``{pair: (ours path, reference path, runner)}`` for one network."""
+    import torch
+    import torchvision
+
+    keras_name, tv_name = MODELS[name]
+    torch.manual_seed(0)
+    tv_model = getattr(torchvision.models, tv_name)(weights=None).eval()
+    tv_file = tmp / f"{tv_name}.pth"
+    torch.save(tv_model.state_dict(), tv_file)
+    onnx_ours = crossframe_export(f"torchvision/{tv_name}", tv_file, "torchvision", "onnx", tmp / f"{name}.ours.onnx",
+                                  size)
+    onnx_ref = reference_onnx(tv_model, size, tmp / f"{name}.torchvision.onnx")
+
+    from archspec.frameworks import import_tf
+
+    _, keras = import_tf()
+    keras.utils.set_random_seed(0)
+    keras_model = getattr(keras.applications, keras_name)(weights=None, input_shape=(size, size, 3))
+    keras_file = tmp / f"{keras_name}.weights.h5"
+    keras_model.save_weights(keras_file)
+    tflite_ours = crossframe_export(f"keras/{keras_name}", keras_file, "keras-applications", "tflite",
+                                    tmp / f"{name}.ours.tflite", size)
+    tflite_ref = reference_tflite(keras_model, tmp / f"{name}.keras.tflite")
+    int8 = crossframe_export(f"keras/{keras_name}", keras_file, "keras-applications", "tflite",
+                             tmp / f"{name}.ours.int8.tflite", size, quantize="int8")
+    return {"tflite: ours / keras.applications": (tflite_ours, tflite_ref, tflite_runner),
+            "onnx: ours / torchvision": (onnx_ours, onnx_ref, onnx_runner),
+            "tflite: int8 / float32 (ours)": (int8, tflite_ours, tflite_runner)}
+
+
+def mean_latency_ms(call, x, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        call(x)
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def prepared(path, runner, calls, inputs):
+    """``(call, ops, input)`` of the artifact at ``path``, warmed up by ``calls`` calls."""
+    call, ops, layout = runner(path)
+    x = inputs[layout]
+    for _ in range(calls):
+        call(x)
+    return call, ops, x
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="mobilenet_v2,efficientnet_b0",
+                   help=f"comma-separated, of {', '.join(MODELS)}")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--calls", type=int, default=20, help="calls per artifact per round (and for the warm-up)")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--keep", metavar="DIR", help="write the artifacts into DIR (new or empty) and keep them")
+    args = p.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None and keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        print(f"export_latency: --keep {keep}: exists and is not an empty directory", file=sys.stderr)
+        return 2
+    if unknown or not models or args.size < 32 or args.rounds < 1 or args.calls < 1:
+        print(f"export_latency: --models {args.models!r} (of {', '.join(MODELS)}), --size >= 32, --rounds and "
+              "--calls >= 1", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch  # before TensorFlow (archspec/frameworks.py)
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    nhwc = rng.standard_normal((1, args.size, args.size, 3)).astype(np.float32)
+    inputs = {"nhwc": nhwc, "nchw": np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))}
+    results = []
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix="crossframe-export-latency-")) as tmp:
+        for name in models:
+            for pair, (ours, ref, runner) in build_pairs(name, args.size, Path(tmp)).items():
+                sides = {"ours": prepared(ours, runner, args.calls, inputs),
+                         "reference": prepared(ref, runner, args.calls, inputs)}
+                times = {"ours": [], "reference": []}
+                for r in range(args.rounds):
+                    for side in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
+                        call, _, x = sides[side]
+                        times[side].append(mean_latency_ms(call, x, args.calls))
+                ratios = [b / a for a, b in zip(times["ours"], times["reference"])]
+                results.append({"model": name, "pair": pair,
+                                "ms": {k: round(statistics.median(v), 3) for k, v in times.items()},
+                                "ops": {"ours": sides["ours"][1], "reference": sides["reference"][1]},
+                                "bytes": {"ours": ours.stat().st_size, "reference": ref.stat().st_size},
+                                "ratio_reference_over_ours": round(statistics.median(ratios), 3)})
+                row = results[-1]
+                print(f"{name:<18} {pair:<34} ours {row['ms']['ours']:8.2f} ms  reference {row['ms']['reference']:8.2f} ms"
+                      f"  ratio {row['ratio_reference_over_ours']:.3f}  ops {row['ops']['ours']}/{row['ops']['reference']}"
+                      f"  bytes {row['bytes']['ours']:,}/{row['bytes']['reference']:,}", flush=True)
+    import onnxruntime
+
+    summary = {"size": args.size, "batch": 1, "threads": 1, "rounds": args.rounds, "calls": args.calls,
+               "results": results, "cpus": os.cpu_count(), "torch": torch.__version__,
+               "onnxruntime": onnxruntime.__version__}
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
