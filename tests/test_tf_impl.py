@@ -497,3 +497,23 @@ def test_import_tf_impl_is_lazy():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_preprocess_equal_on_every_channel_is_a_scalar_constant():
+    """Keras Applications' Rescaling(1/127.5, offset=-1) renders as scalar constants (XNNPACK runs a
+    scalar MUL/ADD on the input faster than a per-channel one: docs/EXPORT.md); other values stay per
+    channel; the numbers are the same either way."""
+    from tf_impl.layers import Preprocess
+
+    uniform = ir.Preprocess(path="pre", in_shape=(4, 4, 3), out_shape=(4, 4, 3), multiplier=(1 / 127.5,) * 3,
+                            addend=(-1.0,) * 3)
+    per_channel = replace(uniform, multiplier=(0.1, 0.2, 0.3))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    layer = Preprocess(uniform)
+    assert layer._multiplier.shape == () and layer._addend.shape == ()
+    want = x * np.float32(1 / 127.5) + np.float32(-1.0)
+    assert np.array_equal(np.asarray(layer(x)), x * np.full(3, 1 / 127.5, np.float32) + np.full(3, -1.0, np.float32))
+    assert np.array_equal(np.asarray(layer(x)), want)
+    other = Preprocess(per_channel)
+    assert other._multiplier.shape == (3,)
+    assert np.array_equal(np.asarray(other(x)), x * np.asarray((0.1, 0.2, 0.3), np.float32) + np.float32(-1.0))

@@ -194,12 +194,23 @@ class Activation(IRLayer):
 
 
 class Preprocess(IRLayer):
-    """Per channel ``x * multiplier + addend`` (constants, not weights)."""
+    """Per channel ``x * multiplier + addend`` (constants, not weights). A constant equal on every
+    channel is kept as a scalar: the same numbers, and LiteRT's XNNPACK runs a scalar MUL/ADD on the
+    whole input faster than a per-channel one (docs/EXPORT.md, *Latency*)."""
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self._multiplier = np.asarray(layer.multiplier, dtype=np.float64)  # cast to the input's dtype in call
-        self._addend = np.asarray(layer.addend, dtype=np.float64)
+        self._multiplier = _scalar_if_uniform(layer.multiplier)  # cast to the input's dtype in call
+        self._addend = _scalar_if_uniform(layer.addend)
 
     def call(self, x):
         return x * ops.cast(self._multiplier, x.dtype) + ops.cast(self._addend, x.dtype)
+
+
+def _scalar_if_uniform(values):
+    """float64 ``values``, as a 0-d array when they are all equal."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and np.all(values == values.flat[0]):
+        return np.asarray(values.flat[0])
+    return values
+
