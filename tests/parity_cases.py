@@ -85,10 +85,18 @@ def variants(names):
     return _heavy_unless(names, REPRESENTATIVE)
 
 
-# Train, gradient and SGD-step parity of whole networks in the default suite (every block type is
-# covered in all four modes by test_parity_blocks, channel shuffle by test_shuffle_unit; these add
-# depth: flatten+dense, residual stages after a max pool). Every variant under -m heavy.
-TRAIN_DEFAULT = ["dsconv_cnn", "resnet18"]
+# Train, gradient and SGD-step parity of whole networks in the default suite: one small network per
+# block type (test_parity_blocks checks each block alone in all four modes), name -> archspec.load
+# overrides, {} for train_spec's size. dsconv_cnn: depthwise-separable convs, flatten+dense; resnet18:
+# basic blocks after a max pool; keras/MobileNetV3Small: inverted residuals with SE and hard-swish,
+# in-model preprocessing, TF 'same' padding and Keras' BN conventions (at 32 px its last stages are
+# 2x2 and 1x1, every layer still runs); resnet50 at depth 0.5: bottlenecks, a projection and an
+# identity block in every stage; shufflenet_v2_x0_5 at depth 0.3: shuffle units, both forms in every
+# stage. Each costs about a minute of CPU (three frameworks, float32 and float64, three modes).
+# Every variant of our own at train_spec's size under -m heavy (the reduced ones in full there).
+TRAIN_DEFAULT = {"dsconv_cnn": {}, "resnet18": {}, "keras/MobileNetV3Small": {"input_size": 32},
+                 "resnet50": {"input_size": 33, "depth": 0.5}, "shufflenet_v2_x0_5": {"input_size": 33, "depth": 0.3}}
+TRAIN_HEAVY = [n for n in ALL if TRAIN_DEFAULT.get(n, True)]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.
@@ -118,8 +126,11 @@ def eval_spec(name, reduced=True):
     return archspec.load(name, input_size=_size(name, 64, 65) if name in LARGE else _size(name, 128, 113))
 
 
-def train_spec(name):
-    """Train, gradient and SGD-step modes: smaller inputs (three frameworks, three modes)."""
+def train_spec(name, overrides=None):
+    """Train, gradient and SGD-step modes: smaller inputs (three frameworks, three modes); with
+    ``overrides`` (a :data:`TRAIN_DEFAULT` entry that is not empty), exactly those."""
+    if overrides:
+        return archspec.load(name, **overrides)
     spec = archspec.load(name)
     if spec.input_shape[0] <= 32:
         return spec

@@ -98,3 +98,26 @@ def test_out_of_tolerance_exits_1_and_says_fail(monkeypatch, capsys):
 def test_unknown_network_is_one_line_exit_2():
     out = crossframe("parity", "mobilenet_v9")
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1 and "mobilenet_v9" in out.stderr
+
+
+def test_width_and_depth_resolve_the_checked_spec(monkeypatch, capsys):
+    """--width/--depth/--input-size reach archspec.load, as in ``crossframe eval``; a bad value is one
+    line and exit 2 before any framework runs."""
+    import archspec
+    import crossframe.parity
+
+    seen = []
+
+    def fake(spec, *args, **kwargs):
+        seen.append(spec)
+        return []
+
+    monkeypatch.setattr(crossframe.parity, "check_network", fake)
+    status, _ = parity(capsys, "resnet50", "--input-size", "33", "--depth", "0.5", "--width", "0.25",
+                       "--frameworks", "torch,jax")
+    assert status == 0 and seen == [archspec.load("resnet50", input_size=33, depth=0.5, width=0.25)]
+    assert seen[0].params < archspec.load("resnet50", input_size=33, width=0.25).params
+    status = cli.main(["parity", "resnet50", "--depth", "-1"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "depth" in err, err
+    assert len(seen) == 1

@@ -16,8 +16,8 @@ import pytest
 
 from crossframe.parity import check_network
 
-from parity_cases import (ALL, HEAVY, LIBRARY, REDUCED, TRAIN_DEFAULT, eval_spec, library_variants, train_spec,
-                          variants)
+from parity_cases import (ALL, HEAVY, LIBRARY, REDUCED, TRAIN_DEFAULT, TRAIN_HEAVY, eval_spec, library_variants,
+                          train_spec, variants)
 
 
 def _assert_all(records, parity_report):
@@ -50,16 +50,16 @@ def test_eval_parity_library_conventions(name, parity_report):
                               floor=False), parity_report)
 
 
-# A few networks in the default suite (see parity_cases.TRAIN_DEFAULT), every variant under -m heavy; six
-# runs per mode: three frameworks, in float32 and in float64.
-@pytest.mark.parametrize("name", TRAIN_DEFAULT)
+# One small network per block type in the default suite (see parity_cases.TRAIN_DEFAULT), every variant
+# under -m heavy; six runs per mode: three frameworks, in float32 and in float64.
+@pytest.mark.parametrize("name", sorted(TRAIN_DEFAULT))
 def test_train_grad_step_parity(name, parity_report):
-    spec = train_spec(name)
+    spec = train_spec(name, TRAIN_DEFAULT[name])
     _assert_all(check_network(spec, modes=("train", "grad", "step"), seed=12, batch=4), parity_report)
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", [n for n in ALL if n not in TRAIN_DEFAULT])
+@pytest.mark.parametrize("name", TRAIN_HEAVY)
 def test_train_grad_step_parity_all(name, parity_report):
     spec = train_spec(name)
     _assert_all(check_network(spec, modes=("train", "grad", "step"), seed=12, batch=4), parity_report)

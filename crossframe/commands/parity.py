@@ -23,6 +23,9 @@ def add_arguments(p):
     p.add_argument("--mode", default="eval",
                    help="comma-separated among eval, train, grad, step (default eval)")
     p.add_argument("--input-size", type=int, default=None, help="resolve every spec at this input size")
+    p.add_argument("--width", type=float, default=None, help="width multiplier override")
+    p.add_argument("--depth", type=float, default=None, help="depth multiplier override (e.g. 0.5: about half "
+                                                             "the blocks of each stage, at least one)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None, help="a weights file to use instead of calibrated random weights")
@@ -97,7 +100,8 @@ def run(args):
     if args.dtype != "float32" and modes != ("eval",):
         raise ConfigError(f"--dtype {args.dtype} is checked in eval mode only (--mode eval)")
     names = args.arch or [n for n in archspec.list_variants() if "/" not in n]
-    overrides = {"input_size": args.input_size} if args.input_size else {}
+    overrides = {k: v for k, v in (("input_size", args.input_size), ("width", args.width), ("depth", args.depth))
+                 if v is not None}
     specs = [archspec.load(n, **overrides) for n in names]  # every name checked before any work
     if args.weights and len(specs) != 1:
         raise ConfigError("--weights needs exactly one ARCH")
