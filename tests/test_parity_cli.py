@@ -121,3 +121,19 @@ def test_width_and_depth_resolve_the_checked_spec(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "depth" in err, err
     assert len(seen) == 1
+
+
+def test_low_precision_fault_is_named_by_its_float32_anchor(monkeypatch, capsys):
+    from weight_transfer import flax_adapter
+
+    real = flax_adapter.to_flax
+
+    def planted(module, weights, *args, **kwargs):
+        weights = {k: (v * 1.01 if k == "conv1.conv.kernel" else v) for k, v in weights.items()}
+        return real(module, weights, *args, **kwargs)
+
+    monkeypatch.setattr(flax_adapter, "to_flax", planted)
+    status, out = parity(capsys, "dsconv_cnn", "--dtype", "bfloat16", "--frameworks", "torch,jax")
+    assert status == 1, out
+    assert "dsconv_cnn: float32 anchor (each pair in float32, band 1e-05): torch-jax " in out, out
+    assert "FAIL: dsconv_cnn eval torch-jax: the pair differs in float32" in out, out

@@ -32,7 +32,8 @@ def add_arguments(p):
     p.add_argument("--format", default="canonical", help="format of --weights (see `crossframe convert --help`)")
     p.add_argument("--no-floor", action="store_true",
                    help="skip the float64 runs (the floor; train/grad/step float64 references) and, with "
-                        "--dtype bfloat16, the float32 reference (faster)")
+                        "--dtype bfloat16/float16, the float32 anchor runs (faster, but a fault in one "
+                        "framework then hides in low-precision rounding)")
     p.add_argument("--stochastic", action="store_true",
                    help="train/grad/step with the spec's dropout and drop-path rates, the same keep-masks (drawn "
                         "from --seed) in every framework (default: every rate 0)")

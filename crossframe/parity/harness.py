@@ -34,6 +34,12 @@ class Record:
     (``rel <= tolerance``), ``ok*`` (float32-limited: over the float32 band, but the pair agrees in
     float64 and the difference is each framework's own float32 rounding: ``rel <= own_a + own_b +
     rel64``; see docs/PARITY.md, "float32 kinks") or ``FAIL``.
+
+    In bfloat16 or float16 (eval) every framework also runs in float32, the anchor: ``rel32`` is the
+    pair in float32 (judged by the float32 band, ``tolerance32``) and ``own`` the larger of the two
+    frameworks' own low-precision errors against their float32 runs; ``rel`` can be at most
+    ``own_a + own_b + rel32`` for two correct implementations (the triangle inequality), whatever the
+    network (docs/PARITY.md, "reduced precision").
     """
 
     network: str
@@ -47,6 +53,8 @@ class Record:
     verdict: str = ""
     rel64: float = float("nan")
     own: float = float("nan")
+    rel32: float = float("nan")
+    tolerance32: float = float("nan")
 
     def as_dict(self):
         """The record as JSON-ready values: a float that was not measured (NaN) becomes None, an
@@ -193,8 +201,17 @@ def planned_runs(frameworks, modes, floor=True, dtype="float32"):
         modes64 = [m for m in modes if m in REFERENCE64_MODES]
         runs += len(frameworks) * len(modes64) + (len(modes) - len(modes64))
     elif floor and "eval" in modes:
-        runs += 1  # the float32 reference of a low-precision run
+        runs += len(frameworks) + 1  # the float32 anchors of a low-precision run, and PyTorch float64 (the floor)
     return runs
+
+
+def judge_low_precision(rel, cap, rel32, tol32):
+    """``(passed, verdict)`` of a bfloat16/float16 pair: the float32 pair within its band (a fault in one
+    framework's weights or layers shows there at 1e-5, far below low-precision rounding), and the
+    low-precision pair within the dtype's band ``cap`` (a broken low-precision path). NaN/Inf: ``FAIL``."""
+    if not all(math.isfinite(v) for v in (rel, cap, rel32, tol32)):
+        return False, "FAIL"
+    return (True, "ok") if rel32 <= tol32 and rel <= cap else (False, "FAIL")
 
 
 def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed=0, batch=2, weights=None,
@@ -205,7 +222,9 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
     ``device``: 'cpu', 'gpu' or 'tpu' for every framework, or a dict per framework
     (``{'torch': 'cpu', 'jax': 'gpu'}``) to compare across devices. ``floor``: also run in float64
     (PyTorch for eval; every framework, on the CPU, for train/grad/step) when ``dtype`` is float32;
-    with another ``dtype`` (bfloat16), also compare every framework against PyTorch float32 on the CPU.
+    with another ``dtype`` (bfloat16, float16: eval only), also run every framework in float32 on the
+    CPU (the anchor: each pair must agree there within the float32 band; each framework's
+    low-precision output is compared with its own float32 one) and PyTorch in float64 (the floor).
     ``stochastic``: keep the spec's dropout and drop-path rates in train, grad and step, with
     keep-masks drawn once per step from ``seed`` (:func:`draw_keep_masks`) and given identically to
     every framework through its renderer's hook; False (default): every rate set to 0
@@ -230,7 +249,7 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             runner.load(weights)
             out[mode] = _drop(run_mode(runner, mode, xs, cot, weights, masks), zero_grads)
             if progress:
-                progress(spec.name, mode if run_dtype == dtype else f"{mode}/f64", fw)
+                progress(spec.name, mode if run_dtype == dtype else f"{mode}/{_SHORT[run_dtype]}", fw)
         return out
 
     results, results64 = {}, {}
@@ -248,6 +267,15 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
         if missing:
             hi.update(run("torch", "float64", missing, "cpu"))
         floors = {m: compare(lo[m], hi[m])[0] for m in modes}
+    low = floor and dtype != "float32" and "eval" in modes
+    if low:  # the float32 anchor: every framework in float32 on the CPU, and PyTorch float64 for its floor
+        anchor = {fw: run(fw, "float32", ["eval"], "cpu")["eval"] for fw in frameworks}
+        if "torch" in anchor:
+            floor32 = compare(anchor["torch"], run("torch", "float64", ["eval"], "cpu")["eval"])[0]
+        else:
+            floor32 = float("nan")
+        tol32 = band(tolerance("float32", precision, "eval"), floor32)
+        own = {fw: compare(results[fw]["eval"], anchor[fw])[0] for fw in frameworks}
     records = []
     for mode in modes:
         tol = band(tolerance(dtype, precision, mode), floors[mode], mode, dtype)
@@ -261,16 +289,22 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
                 record.own = max(own_a, own_b)
                 record.passed, record.verdict = judge(rel, tol, record.rel64, tolerance("float64", precision, mode),
                                                       own_a, own_b)
+            elif low and mode == "eval":
+                record.floor = floor32
+                record.rel32, _ = compare(anchor[b], anchor[a])
+                record.tolerance32, record.own = tol32, max(own[a], own[b])
+                record.passed, record.verdict = judge_low_precision(rel, tol, record.rel32, tol32)
             else:
                 record.passed, record.verdict = judge(rel, tol)
             records.append(record)
-    if floor and dtype != "float32" and "eval" in modes:
-        # low precision is checked against float32 too: each framework's output against PyTorch's
-        # float32 output on the CPU, under the same band (pair 'jax-float32' and so on)
-        ref = run("torch", "float32", ["eval"], "cpu")["eval"]
+    if low:
+        # each framework's own low-precision error: its output against its own float32 run (pair
+        # 'jax-float32' and so on), under the dtype's band: a broken cast or a low-precision-only layer
         tol = tolerance(dtype, precision, "eval")
         for fw in frameworks:
-            rel, what = compare(results[fw]["eval"], ref)
-            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, float("nan"), tol, what,
-                                  *judge(rel, tol)))
+            rel, what = compare(results[fw]["eval"], anchor[fw])
+            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, floor32, tol, what, *judge(rel, tol)))
     return records
+
+
+_SHORT = {"float64": "f64", "float32": "f32", "bfloat16": "bf16", "float16": "f16"}
