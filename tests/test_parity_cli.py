@@ -10,6 +10,7 @@ import pytest
 
 from crossframe import cli
 from test_cli import crossframe
+from test_parity_low_precision import plant_in_flax
 
 
 @pytest.fixture(autouse=True)
@@ -78,15 +79,7 @@ def test_float16_is_checked_against_float32(capsys):
 
 
 def test_out_of_tolerance_exits_1_and_says_fail(monkeypatch, capsys):
-    from weight_transfer import flax_adapter
-
-    real = flax_adapter.to_flax
-
-    def planted(module, weights, *args, **kwargs):
-        weights = {k: (v * 1.001 if k == "classifier.kernel" else v) for k, v in weights.items()}
-        return real(module, weights, *args, **kwargs)
-
-    monkeypatch.setattr(flax_adapter, "to_flax", planted)
+    plant_in_flax(monkeypatch, "classifier.kernel", 1.001)
     status, out = parity(capsys, "dsconv_cnn", "--frameworks", "torch,jax")
     assert status == 1
     (row,) = [line for line in out.splitlines() if line.startswith("dsconv_cnn")]
@@ -124,15 +117,7 @@ def test_width_and_depth_resolve_the_checked_spec(monkeypatch, capsys):
 
 
 def test_low_precision_fault_is_named_by_its_float32_anchor(monkeypatch, capsys):
-    from weight_transfer import flax_adapter
-
-    real = flax_adapter.to_flax
-
-    def planted(module, weights, *args, **kwargs):
-        weights = {k: (v * 1.01 if k == "conv1.conv.kernel" else v) for k, v in weights.items()}
-        return real(module, weights, *args, **kwargs)
-
-    monkeypatch.setattr(flax_adapter, "to_flax", planted)
+    plant_in_flax(monkeypatch, "conv1.conv.kernel", 1.01)
     status, out = parity(capsys, "dsconv_cnn", "--dtype", "bfloat16", "--frameworks", "torch,jax")
     assert status == 1, out
     assert "dsconv_cnn: float32 anchor (each pair in float32, band 1e-05): torch-jax " in out, out
