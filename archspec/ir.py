@@ -69,9 +69,15 @@ class BatchNorm:
 
 @dataclass(frozen=True)
 class Layer:
+    """``stage``, ``block``: for a block of a ``stages`` layer (path ``<name>.<stage>.blocks.<block>``),
+    its stage index and its index within the stage, set by the resolver; None for every other layer.
+    Importers and formats read them here instead of parsing paths."""
+
     path: str
     in_shape: Shape
     out_shape: Shape
+    stage: Optional[int] = None
+    block: Optional[int] = None
 
     kind = "layer"
 
@@ -128,6 +134,18 @@ class ConvBNAct(Layer):
     def macs(self):
         h, w, _ = self.out_shape
         return self.kernel * self.kernel * (self.in_channels // self.groups) * self.out_channels * h * w
+
+    @property
+    def per_channel(self):
+        """Each output channel reads its own input channel only (``groups == in == out``; also a
+        one-channel conv): a 1x1 one is a per-channel scale."""
+        return self.groups == self.in_channels == self.out_channels
+
+    @property
+    def is_depthwise(self):
+        """A depthwise convolution: one filter per channel, more than one channel (Keras
+        ``DepthwiseConv2D``, kernel ``(k, k, 1, C)`` canonically)."""
+        return self.per_channel and self.groups > 1
 
     @property
     def padding_is_tf_same(self):

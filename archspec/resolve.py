@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from . import blocks, ir
@@ -550,7 +551,8 @@ class _Resolver:
             for j, (cfg, bpath) in enumerate(plan):
                 path = f"{layer['name']}.{i}.blocks.{j}"
                 drop_path = self.drop_path_rate * index / total
-                block = getattr(self, f"_block_{cfg['block']}")(path, shape, cfg, bpath, drop_path)
+                block = replace(getattr(self, f"_block_{cfg['block']}")(path, shape, cfg, bpath, drop_path),
+                                stage=i, block=j)
                 self._planned_blocks -= 1
                 self._account(block, bpath)
                 resolved.append(block)

@@ -602,3 +602,28 @@ def test_padding_is_tf_same_is_decided_by_the_ir():
     tf_same = {L.path: L for L in archspec.load("timm/tf_efficientnet_b0").walk() if L.kind == "conv_bn_act"}
     assert tf_same["stem"].padding_is_tf_same                 # 3x3/2 at 224: (0, 1)
     assert tf_same["stem"].padding == ((0, 1), (0, 1))
+
+
+def test_blocks_carry_their_stage_and_index():
+    """The resolver stores each block's stage and index on the IR layer (importers read them there);
+    they agree with the canonical path ``<name>.<stage>.blocks.<index>``, and no other layer has them."""
+    for name in archspec.list_variants():
+        spec = archspec.load(name)
+        for layer in spec.walk():
+            parts = layer.path.split(".")
+            if len(parts) == 4 and parts[2] == "blocks":
+                assert (layer.stage, layer.block) == (int(parts[1]), int(parts[3])), layer.path
+            else:
+                assert layer.stage is None and layer.block is None, layer.path
+
+
+def test_depthwise_and_per_channel_predicates():
+    from archspec import ir
+
+    conv = lambda c, o, g: ir.ConvBNAct("c", (8, 8, c), (8, 8, o), in_channels=c, out_channels=o, groups=g)  # noqa: E731
+    assert conv(8, 8, 8).is_depthwise and conv(8, 8, 8).per_channel
+    assert not conv(1, 1, 1).is_depthwise and conv(1, 1, 1).per_channel  # a one-channel conv: per channel
+    assert not conv(8, 16, 8).is_depthwise and not conv(8, 16, 8).per_channel  # channel multiplier 2
+    assert not conv(8, 8, 2).is_depthwise and not conv(8, 8, 1).per_channel
+    dws = [layer for layer in archspec.load("mobilenet_v1_025").walk() if getattr(layer, "is_depthwise", False)]
+    assert len(dws) == 13 and all(layer.path.endswith(".dw") for layer in dws)

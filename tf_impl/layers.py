@@ -80,7 +80,7 @@ class ConvBNAct(IRLayer):
         L = layer
         # One op (and one padded copy) fewer where the IR says the padding is TF's SAME.
         self._pad, padding = (((0, 0), (0, 0)), "same") if L.padding_is_tf_same else (L.padding, "valid")
-        if L.groups > 1 and L.groups == L.in_channels == L.out_channels:
+        if L.is_depthwise:
             self.conv = keras.layers.DepthwiseConv2D(L.kernel, strides=L.stride, padding=padding,
                                                      depth_multiplier=1, use_bias=L.bias, name="conv",
                                                      dtype=self.dtype_policy)

@@ -55,7 +55,7 @@ def _calibrated(spec, seed, batch):
         # near-cancelling sums layer after layer (float32-vs-float64 floor 7.5e-6 on MobileNetV1);
         # trained depthwise kernels are mostly positive blurs, so draw them positive.
         for layer in spec.walk():
-            if isinstance(layer, ir.ConvBNAct) and layer.groups > 1 and layer.groups == layer.in_channels:
+            if isinstance(layer, ir.ConvBNAct) and layer.is_depthwise:
                 name = f"{layer.path}.conv.kernel"
                 weights[name] = np.abs(weights[name])
     if not any(not t.trainable for t in spec.tensors()):

@@ -132,7 +132,7 @@ def structurally_zero_grads(spec):
         if isinstance(layer, ir.ConvBNAct) and layer.bn is not None:
             if layer.bias:
                 out.add(f"{layer.path}.conv.bias")
-            if layer.kernel == 1 and layer.groups == layer.in_channels == layer.out_channels:
+            if layer.kernel == 1 and layer.per_channel:
                 out.add(f"{layer.path}.conv.kernel")
     return out
 

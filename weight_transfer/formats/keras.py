@@ -60,7 +60,7 @@ def layout(spec):
 
     def conv(layer, g):
         c = layer
-        depthwise = c.groups > 1 and c.groups == c.in_channels == c.out_channels
+        depthwise = c.is_depthwise
         shape = (c.kernel, c.kernel, c.in_channels, 1) if depthwise else \
             (c.kernel, c.kernel, c.in_channels // c.groups, c.out_channels)
         groups.append((f"{g}/conv", "conv"))

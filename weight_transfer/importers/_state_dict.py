@@ -108,11 +108,7 @@ def _fill(template, fields, where):
 
 def _block_fields(spec):
     """``{block path: fields}`` for every block inside a ``stages`` layer (path ``<name>.<i>.blocks.<j>``)."""
-    blocks = []
-    for layer in spec.layers:
-        m = re.fullmatch(r"(\w+)\.(\d+)\.blocks\.(\d+)", layer.path)
-        if m:
-            blocks.append((layer, int(m.group(2)), int(m.group(3))))
+    blocks = [(layer, layer.stage, layer.block) for layer in spec.layers if layer.stage is not None]
     stages = 1 + max((i for _, i, _ in blocks), default=-1)
     out = {}
     for g, (layer, i, j) in enumerate(blocks):

@@ -127,7 +127,7 @@ def _arch(spec_or_name):
 
 def _conv_entries(layer, conv_name, bn_name):
     """(canonical, foreign, layout) for a ConvBNAct's tensors."""
-    depthwise = layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+    depthwise = layer.is_depthwise
     if layer.groups > 1 and not depthwise:
         raise ValueError(f"{layer.path}: grouped convolutions have no Keras Applications counterpart")
     out = [(f"{layer.path}.conv.kernel", f"{conv_name}/kernel", "depthwise" if depthwise else "same")]
@@ -146,9 +146,8 @@ def _table(spec):
     for layer in spec.layers:
         if not layer.tensors():
             continue
-        match = re.fullmatch(r"[A-Za-z_]\w*\.(\d+)\.blocks\.(\d+)", layer.path)
-        if match:
-            prefix = _block_prefix(kind, int(match.group(1)), int(match.group(2)), index)
+        if layer.stage is not None:
+            prefix = _block_prefix(kind, layer.stage, layer.block, index)
             index += 1
             for role, child in layer.children():
                 first, second = _child_names(kind, prefix, role)
