@@ -137,6 +137,43 @@ def pytest_itemcollected(item):
         item.runtest = functools.partial(run_in_own_process, item)
 
 
+# -- scheduling: one worker runs the big-memory cases, from the start -------------------------------
+# The big-memory cases are a serial chain (the lock above): about two hours of the heavy run on 2
+# cores. Collected first and scheduled as one work unit, they run one after another on one worker
+# while the other worker takes everything else, instead of starting after most of the other tests.
+# The controller sees test ids only, so the unit is found from the id (the same rule as
+# is_big_memory; only heavy runs collect such ids). The module-wide xdist groups that pytest 9 lost
+# (see above) are restored the same way.
+XDIST_GROUPS = {"tests/test_keras_backends.py": "keras-backends"}  # one worker starts the two backend workers
+
+
+def scheduling_unit(nodeid):
+    """The xdist work unit of the test ``nodeid``: 'big-memory', a module's group, or the test alone."""
+    if nodeid.rfind("@") > nodeid.rfind("]"):
+        return nodeid.rsplit("@", 1)[-1]  # xdist's own group suffix, should a pytest read it again
+    path, _, name = nodeid.partition("::")
+    if name.split("[", 1)[0] in BIG_MEMORY_CHECKS and any(n in name.lower() for n in BIG_MEMORY_NETWORKS):
+        return "big-memory"
+    return XDIST_GROUPS.get(path, nodeid)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not is_big_memory(item))  # stable: the big-memory cases first, in order
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error where it is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Scheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid):
+            return scheduling_unit(nodeid)
+
+    return Scheduling(config, log)
+
+
 @contextlib.contextmanager
 def _one_at_a_time(item):
     """Hold the lock the xdist workers of this run share (in the parent of their basetemps)."""

@@ -3,7 +3,7 @@ the library's spelling: each one runs alone in a process of its own."""
 
 from types import SimpleNamespace
 
-from conftest import is_big_memory
+from conftest import is_big_memory, scheduling_unit
 
 
 def _item(originalname, name, heavy=True):
@@ -22,3 +22,16 @@ def test_big_memory_cases_are_found_case_blind():
     assert all(is_big_memory(_item(*case)) for case in big)
     assert not any(is_big_memory(_item(*case)) for case in small)
     assert not is_big_memory(_item(*big[0], heavy=False))
+
+
+def test_scheduling_units():
+    """What the xdist controller groups: every big-memory case into one unit (one worker runs them in
+    turn, from the start), tests/test_keras_backends.py into one, every other test alone."""
+    assert scheduling_unit("tests/test_parity_networks.py::test_train_grad_step_parity_all[efficientnet_b7]") == \
+        scheduling_unit("tests/test_import_keras_applications.py::test_parity_and_round_trip_heavy[ResNet152-native]") \
+        == "big-memory"
+    small = "tests/test_parity_networks.py::test_train_grad_step_parity_all[efficientnet_b3]"
+    assert scheduling_unit(small) == small
+    assert scheduling_unit("tests/test_jax_impl.py::test_variant[keras/EfficientNetB7]").endswith("B7]")
+    assert scheduling_unit("tests/test_keras_backends.py::test_eval_parity[jax]") == "keras-backends"
+    assert scheduling_unit("tests/test_x.py::test_y[a]@grp") == "grp"
