@@ -41,9 +41,14 @@ def plant_in_flax(monkeypatch, name, factor):
 
 @pytest.mark.parametrize("name, overrides", CASES)
 def test_correct_pairs_pass_within_their_triangle_bound(name, overrides):
+    from crossframe.parity.harness import planned_runs
+
     spec = archspec.load(name, **overrides)
     for dtype in DTYPES:
-        records = check_network(spec, ("torch", "jax"), ("eval",), seed=11, dtype=dtype)
+        runs = []
+        records = check_network(spec, ("torch", "jax"), ("eval",), seed=11, dtype=dtype,
+                                progress=lambda *run: runs.append(run))
+        assert len(runs) == planned_runs(("torch", "jax"), ("eval",), True, dtype) == 5  # 2 low, 2 float32, 1 float64
         assert all(r.passed for r in records), records
         (pair,) = [r for r in records if r.pair == "torch-jax"]
         own = {r.pair.split("-")[0]: r.rel for r in records if r.pair.endswith("-float32")}

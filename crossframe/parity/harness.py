@@ -201,7 +201,8 @@ def planned_runs(frameworks, modes, floor=True, dtype="float32"):
         modes64 = [m for m in modes if m in REFERENCE64_MODES]
         runs += len(frameworks) * len(modes64) + (len(modes) - len(modes64))
     elif floor and "eval" in modes:
-        runs += len(frameworks) + 1  # the float32 anchors of a low-precision run, and PyTorch float64 (the floor)
+        # the float32 anchors of a low-precision run, and PyTorch float64 (the floor) where PyTorch runs
+        runs += len(frameworks) + ("torch" in frameworks)
     return runs
 
 
