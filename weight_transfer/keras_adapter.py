@@ -17,8 +17,7 @@ from tf_impl._tf import keras, ops
 
 from .canonical import validate
 from .errors import WeightError
-
-_BN_LEAVES = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+from .native_names import native
 
 
 def _paths(model):
@@ -55,14 +54,10 @@ def _locate(paths, name):
         obj = getattr(paths.get(parent), attr, None)
     if obj is None:
         raise WeightError("keras model", other=[f"{name}: no layer at path {owner!r}"])
-    if isinstance(obj, keras.layers.DepthwiseConv2D):
-        attr, kind = {"kernel": ("kernel", "depthwise"), "bias": ("bias", "same")}.get(leaf, (None, None))
-    elif isinstance(obj, (keras.layers.Conv2D, Dense)):
-        attr, kind = {"kernel": ("kernel", "same"), "bias": ("bias", "same")}.get(leaf, (None, None))
-    elif isinstance(obj, BatchNorm):
-        attr, kind = _BN_LEAVES.get(leaf), "same"
-    else:
-        attr, kind = None, None
+    holder = ("depthwise" if isinstance(obj, keras.layers.DepthwiseConv2D)
+              else "conv" if isinstance(obj, keras.layers.Conv2D) else "dense" if isinstance(obj, Dense)
+              else "norm" if isinstance(obj, BatchNorm) else None)
+    attr, kind = (holder and native("keras", holder, leaf)) or (None, None)
     variable = getattr(obj, attr, None) if attr else None
     if variable is None:
         raise WeightError("keras model", other=[f"{name}: {type(obj).__name__} at {owner!r} has no "

@@ -17,8 +17,7 @@ from archspec import ir
 
 from .canonical import validate
 from .errors import WeightError
-
-_BN_LEAVES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+from .native_names import native
 
 
 def _network(model):
@@ -46,14 +45,9 @@ def _locate(model, name):
         module = model.get_submodule(owner)
     except AttributeError:
         raise WeightError("torch model", other=[f"{name}: no module at path {owner!r}"]) from None
-    if isinstance(module, nn.Conv2d):
-        attr, kind = {"kernel": ("weight", "conv"), "bias": ("bias", "same")}.get(leaf, (None, None))
-    elif isinstance(module, nn.Linear):
-        attr, kind = {"kernel": ("weight", "dense"), "bias": ("bias", "same")}.get(leaf, (None, None))
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        attr, kind = _BN_LEAVES.get(leaf), "same"
-    else:
-        attr, kind = None, None
+    holder = ("conv" if isinstance(module, nn.Conv2d) else "dense" if isinstance(module, nn.Linear)
+              else "norm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else None)
+    attr, kind = (holder and native("torch", holder, leaf)) or (None, None)
     tensor = getattr(module, attr, None) if attr else None
     if tensor is None:
         raise WeightError("torch model", other=[f"{name}: {type(module).__name__} at {owner!r} has no "

@@ -32,6 +32,7 @@ import numpy as np
 
 from archspec import ir
 
+from ..native_names import NATIVE, native, native_shape
 from . import _common as common
 from ._errors import FormatError
 
@@ -40,7 +41,7 @@ FRAMEWORK = "tf"
 SUFFIXES = (".weights.h5", ".keras")
 ATTR_PREFIX = "crossframe."
 WEIGHTS_MEMBER = "model.weights.h5"
-_BN_VARS = ("scale", "bias", "mean", "var")  # gamma, beta, moving_mean, moving_variance
+_BN_VARS = tuple(NATIVE["keras"]["norm"])  # scale, bias, mean, var: gamma, beta, moving_mean, moving_variance
 
 
 def snake_case(name):
@@ -60,11 +61,10 @@ def layout(spec):
 
     def conv(layer, g):
         c = layer
-        depthwise = c.is_depthwise
-        shape = (c.kernel, c.kernel, c.in_channels, 1) if depthwise else \
-            (c.kernel, c.kernel, c.in_channels // c.groups, c.out_channels)
+        _, kind = native("keras", "depthwise" if c.is_depthwise else "conv", "kernel")
+        shape = native_shape(kind, (c.kernel, c.kernel, c.in_channels // c.groups, c.out_channels))
         groups.append((f"{g}/conv", "conv"))
-        datasets.append((f"{g}/conv/vars/0", f"{c.path}.conv.kernel", "depthwise" if depthwise else "same", shape))
+        datasets.append((f"{g}/conv/vars/0", f"{c.path}.conv.kernel", kind, shape))
         if c.bias:
             datasets.append((f"{g}/conv/vars/1", f"{c.path}.conv.bias", "same", (c.out_channels,)))
         if c.bn is not None:

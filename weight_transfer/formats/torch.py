@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..native_names import holder_kind, native, native_shape
 from . import _common as common
 from ._errors import FormatError
 
@@ -32,7 +33,6 @@ NAME = "torch"
 FRAMEWORK = "torch"
 SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 NUM_BATCHES_TRACKED = "num_batches_tracked"
-_BN = {"scale": "weight", "mean": "running_mean", "var": "running_var"}
 _WRAPPER_KEYS = ("state_dict", "model")
 
 
@@ -44,17 +44,12 @@ def layout(spec):
     kind: ``conv`` (HWIO <-> OIHW), ``dense`` ((in, out) <-> (out, in)) or ``same``.
     """
     entries, counters = [], []
+    holders = holder_kind(spec)
     for t in spec.tensors():
         owner, leaf = t.name.rsplit(".", 1)
-        shape = tuple(t.shape)
-        if leaf == "kernel" and len(shape) == 4:
-            kind, key, tshape = "conv", f"{owner}.weight", (shape[3], shape[2], shape[0], shape[1])
-        elif leaf == "kernel" and len(shape) == 2:
-            kind, key, tshape = "dense", f"{owner}.weight", (shape[1], shape[0])
-        else:
-            kind, key, tshape = "same", f"{owner}.{_BN.get(leaf, leaf)}", shape
-        entries.append((t.name, key, kind, tshape))
-        if leaf == "var":
+        attr, kind = native("torch", holders[owner], leaf)
+        entries.append((t.name, f"{owner}.{attr}", kind, native_shape(kind, t.shape)))
+        if holders[owner] == "norm" and leaf == "var":
             counters.append(f"{owner}.{NUM_BATCHES_TRACKED}")
     return entries, counters
 

@@ -40,14 +40,10 @@ import numpy as np
 from ..canonical import check
 from ..errors import WeightError
 from ..files import atomic_write
+from ..native_names import native, native_shape
 
 NUM_BATCHES_TRACKED = "num_batches_tracked"
 
-_LEAVES = {
-    "conv": {"kernel": "weight", "bias": "bias"},
-    "dense": {"kernel": "weight", "bias": "bias"},
-    "bn": {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"},
-}
 
 # Checkpoint dicts that wrap the state_dict (training scripts, timm's train.py).
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -120,19 +116,15 @@ def _block_fields(spec):
 
 def _unit_kind(unit, tensors):
     if unit.endswith(".bn"):
-        return "bn"
+        return "norm"
     kernel = tensors.get(f"{unit}.kernel")
     return "conv" if kernel is not None and len(kernel) == 4 else "dense"
 
 
 def _foreign_shape(shape, layout):
-    if layout == "conv":  # HWIO -> OIHW
-        return (shape[3], shape[2], shape[0], shape[1])
-    if layout == "dense":
-        return (shape[1], shape[0])
-    if layout == "conv1x1":
+    if layout == "conv1x1":  # a library's 1x1 conv that is our dense layer
         return (shape[1], shape[0], 1, 1)
-    return tuple(shape)
+    return native_shape(layout, shape)
 
 
 def name_table(spec, table, library):
@@ -182,10 +174,11 @@ def name_table(spec, table, library):
         kind = _unit_kind(unit, shapes)
         for name in names:
             leaf = name.rsplit(".", 1)[1]
-            foreign_leaf = _LEAVES[kind].get(leaf)
-            if foreign_leaf is None:
+            found = native("torch", kind, leaf)
+            if found is None:
                 unmapped.append(name)
                 continue
+            foreign_leaf = found[0]
             if leaf == "kernel":
                 layout = rule.layout or kind
             else:
@@ -193,7 +186,7 @@ def name_table(spec, table, library):
             entries.append(Entry(name, f"{prefix}.{foreign_leaf}", layout, shapes[name],
                                  _foreign_shape(shapes[name], layout)))
             order.append((groups.setdefault(block or unit, len(groups)), 0 if rule.first else 1))
-        if kind == "bn":
+        if kind == "norm":
             bn_prefixes[prefix] = unit
     if unmapped:
         raise WeightError(f"{library} names for {spec.name}", other=[

@@ -39,6 +39,7 @@ import numpy as np
 from ..canonical import check
 from ..errors import WeightError
 from ..files import FORMAT, _version, atomic_write
+from ..native_names import NATIVE
 
 LIBRARY = "keras-applications"
 
@@ -111,7 +112,7 @@ def _child_names(kind, prefix, role):
     return table[role]
 
 
-_BN_VARS = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+_BN_VARS = {leaf: name for leaf, (name, _) in NATIVE["keras"]["norm"].items()}
 _NORMALIZATION = ("normalization/mean", "normalization/variance", "normalization/count")
 
 
@@ -347,7 +348,7 @@ def from_canonical(canonical, spec):
 
 _CLASS_VARS = {  # Keras 3 saves a layer's variables as vars/0, vars/1 ... in this order
     "conv2d": ("kernel", "bias"), "depthwise_conv2d": ("kernel", "bias"), "dense": ("kernel", "bias"),
-    "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "batch_normalization": tuple(_BN_VARS.values()),  # gamma, beta, moving_mean, moving_variance
     "normalization": ("mean", "variance", "count"),
 }
 

@@ -1,0 +1,67 @@
+"""Each framework's native name and layout for every canonical tensor: written here once, read by the
+adapters (``torch_adapter``, ``keras_adapter``), the file formats (``formats.torch``,
+``formats.keras``) and the library importers (``importers._state_dict``, ``importers.keras_applications``).
+
+A canonical tensor ``<owner>.<leaf>`` has a *holder kind*, the kind of layer that owns it
+(:func:`holder_kind`): ``conv`` (a convolution), ``depthwise`` (a depthwise one, which Keras stores
+as ``(kh, kw, in, 1)``), ``dense`` or ``norm`` (batch norm). ``NATIVE[framework][kind][leaf]`` is
+``(native attribute, layout)``; the layout says how the array changes between canonical and native:
+
+    same       no change
+    conv       canonical HWIO (kh, kw, in/groups, out)  <-> PyTorch OIHW
+    dense      canonical (in, out)                      <-> PyTorch (out, in)
+    depthwise  canonical (kh, kw, 1, C)                 <-> Keras (kh, kw, C, 1)
+"""
+
+from archspec import ir
+
+NATIVE = {
+    "torch": {
+        "conv": {"kernel": ("weight", "conv"), "bias": ("bias", "same")},
+        "depthwise": {"kernel": ("weight", "conv"), "bias": ("bias", "same")},
+        "dense": {"kernel": ("weight", "dense"), "bias": ("bias", "same")},
+        "norm": {"scale": ("weight", "same"), "bias": ("bias", "same"), "mean": ("running_mean", "same"),
+                 "var": ("running_var", "same")},
+    },
+    "keras": {
+        "conv": {"kernel": ("kernel", "same"), "bias": ("bias", "same")},
+        "depthwise": {"kernel": ("kernel", "depthwise"), "bias": ("bias", "same")},
+        "dense": {"kernel": ("kernel", "same"), "bias": ("bias", "same")},
+        "norm": {"scale": ("gamma", "same"), "bias": ("beta", "same"), "mean": ("moving_mean", "same"),
+                 "var": ("moving_variance", "same")},  # in this order: the variables of a Keras BatchNormalization
+    },
+}
+
+
+def native(framework, kind, leaf):
+    """``(native attribute, layout)`` of canonical ``leaf`` held by a layer of ``kind``; None if it has none."""
+    return NATIVE[framework][kind].get(leaf)
+
+
+def holder_kind(spec):
+    """``{owner path: kind}`` of every weight-holding owner of ``spec``: a conv's ``<path>.conv``
+    (``conv`` or ``depthwise``), its ``<path>.bn`` (``norm``), an SE's ``reduce``/``expand`` (``conv``),
+    a dense layer's path (``dense``)."""
+    out = {}
+    for layer in spec.walk():
+        if isinstance(layer, ir.ConvBNAct):
+            out[f"{layer.path}.conv"] = "depthwise" if layer.is_depthwise else "conv"
+            if layer.bn is not None:
+                out[f"{layer.path}.bn"] = "norm"
+        elif isinstance(layer, ir.SqueezeExcite):
+            out[f"{layer.path}.reduce"] = out[f"{layer.path}.expand"] = "conv"
+        elif isinstance(layer, ir.Dense):
+            out[layer.path] = "dense"
+    return out
+
+
+def native_shape(layout, shape):
+    """The native shape of a canonical ``shape`` under ``layout`` (see the module docstring)."""
+    shape = tuple(shape)
+    if layout == "conv":  # HWIO -> OIHW
+        return (shape[3], shape[2], shape[0], shape[1])
+    if layout == "dense":  # (in, out) -> (out, in)
+        return (shape[1], shape[0])
+    if layout == "depthwise":  # (kh, kw, 1, C) -> (kh, kw, C, 1)
+        return (shape[0], shape[1], shape[3], shape[2])
+    return shape
