@@ -76,6 +76,35 @@ def test_float32_limited_needs_the_gap_within_the_own_errors():
     assert judge(3e-2, 1e-4, rel64=1e-14, tol64=1e-9, own_a=1e-3, own_b=1e-3) == (False, "FAIL")
 
 
+def test_float32_limited_with_large_own_errors():
+    """EfficientNet-B4's SGD steps at 32 px: own float32 errors near 80%, the float64 pair at 5.7e-10. The
+    pair's rel divides by max|a32|, which can be far below max|a64|: the plain sum own_a + own_b + rel64
+    (1.0 here) is too tight, the triangle inequality in the metric's terms is not."""
+    assert judge(1.1, 1e-3, rel64=5.7e-10, tol64=1e-9, own_a=0.5, own_b=0.5) == (True, "ok*")
+    assert judge(2.1, 1e-3, rel64=5.7e-10, tol64=1e-9, own_a=0.5, own_b=0.5) == (False, "FAIL")
+
+
+def test_float32_limit_holds_for_any_runs():
+    """Arrays standing for two frameworks' float32 and float64 outputs, with own errors up to 90%: the pair
+    error never exceeds float32_limit (it is the triangle inequality), and does exceed the plain sum."""
+    import numpy as np
+
+    from crossframe.parity.harness import compare, float32_limit
+
+    rng = np.random.default_rng(0)
+    over_sum = 0
+    for _ in range(300):
+        a64 = {"w": rng.standard_normal(50), "b": rng.standard_normal(7)}
+        b64 = {k: v + 1e-12 * rng.standard_normal(v.shape) for k, v in a64.items()}
+        scale = rng.uniform(0, 0.9)
+        a32 = {k: v * (1 - scale * rng.uniform(0, 1, v.shape)) for k, v in a64.items()}
+        b32 = {k: v + scale * rng.standard_normal(v.shape) for k, v in b64.items()}
+        rel, own_a, own_b, rel64 = (compare(*pair)[0] for pair in ((b32, a32), (a32, a64), (b32, b64), (b64, a64)))
+        assert rel <= float32_limit(own_a, own_b, rel64) * (1 + 1e-9), (rel, own_a, own_b, rel64)
+        over_sum += rel > own_a + own_b + rel64
+    assert over_sum > 0  # the plain sum, the rule before, fails correct runs
+
+
 @pytest.mark.parametrize("field", ["rel", "rel64", "own_a", "own_b"])
 @pytest.mark.parametrize("bad", [NAN, INF])
 def test_any_nonfinite_number_fails(field, bad):
