@@ -39,7 +39,7 @@ import numpy as np
 from ..canonical import check
 from ..errors import WeightError
 from ..files import FORMAT, _version, atomic_write
-from ..native_names import NATIVE
+from ..native_names import NATIVE, native_shape
 
 LIBRARY = "keras-applications"
 
@@ -171,11 +171,9 @@ def _table(spec):
 
 
 def _to_foreign_shape(shape, layout):
-    if layout == "depthwise":
-        return (shape[0], shape[1], shape[3], shape[2])
-    if layout == "conv1x1":
+    if layout == "conv1x1":  # a Keras 1x1 conv that is our dense layer
         return (1, 1, *shape)
-    return tuple(shape)
+    return native_shape(layout, shape)
 
 
 def _to_canonical_array(a, layout, shape):
