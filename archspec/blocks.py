@@ -52,8 +52,11 @@ def _check_spatial(in_shape, where):
 
 
 def conv_bn_act(path, in_shape, out, kernel=3, stride=1, groups=1, act=None, bn: Optional[ir.BatchNorm] = DEFAULT_BN,
-                bias=False, padding="symmetric", where=PYTHON):
+                bias=False, padding="symmetric", order="conv_norm_act", where=PYTHON):
+    """``order``: ``conv_norm_act``, or ``norm_act_conv`` (pre-activation: the norm sees the input channels)."""
     _check_spatial(in_shape, where)
+    if order not in ir.ORDERS:
+        raise SpecError(where[0], f"{where[1]}.order", order, f"one of {ir.ORDERS}")
     h, w, c = in_shape
     _positive_int(out, "out", where)
     _positive_int(kernel, "kernel", where)
@@ -70,7 +73,16 @@ def conv_bn_act(path, in_shape, out, kernel=3, stride=1, groups=1, act=None, bn:
     if oh < 1 or ow < 1:
         raise SpecError(where[0], where[1], f"input {h}x{w}", f"an input large enough for kernel {kernel}")
     return ir.ConvBNAct(path=path, in_shape=(h, w, c), out_shape=(oh, ow, out), in_channels=c, out_channels=out,
-                        kernel=kernel, stride=stride, groups=groups, padding=pad, bias=bool(bias), bn=bn, act=act)
+                        kernel=kernel, stride=stride, groups=groups, padding=pad, bias=bool(bias), bn=bn, act=act,
+                        order=order)
+
+
+def norm_act(path, in_shape, act=None, bn: ir.BatchNorm = DEFAULT_BN, where=PYTHON):
+    """A batch norm and an optional activation on their own (DenseNet's final norm)."""
+    _check_spatial(in_shape, where)
+    _check_act(act, where)
+    return ir.NormAct(path=path, in_shape=tuple(in_shape), out_shape=tuple(in_shape), channels=in_shape[2], bn=bn,
+                      act=act)
 
 
 def squeeze_excite(path, in_shape, reduced, act="relu", gate="sigmoid", where=PYTHON):
@@ -200,6 +212,33 @@ def shuffle_unit(path, in_shape, out, stride=1, kernel=3, act="relu", bn=DEFAULT
     return ir.ShuffleUnit(path=path, in_shape=tuple(in_shape), out_shape=(oh, ow, out), shortcut_dw=shortcut_dw,
                           shortcut_pw=shortcut_pw, expand=expand, dw=dw, project=project, split=stride == 1,
                           groups=2)
+
+
+def dense_layer(path, in_shape, growth, bn_size=4, act="relu", bn=DEFAULT_BN, bias=False, padding="symmetric",
+                where=PYTHON):
+    """DenseNet's layer (torchvision ``_DenseLayer``, Keras ``conv_block``): pre-activation 1x1 conv to
+    ``bn_size * growth`` channels, pre-activation 3x3 conv to ``growth``, concatenated to the input."""
+    _check_spatial(in_shape, where)
+    _positive_int(growth, "growth", where)
+    _positive_int(bn_size, "bn_size", where)
+    conv1 = conv_bn_act(f"{path}.conv1", in_shape, bn_size * growth, 1, 1, act=act, bn=bn, bias=bias,
+                        padding=padding, order="norm_act_conv", where=where)
+    conv2 = conv_bn_act(f"{path}.conv2", conv1.out_shape, growth, 3, 1, act=act, bn=bn, bias=bias, padding=padding,
+                        order="norm_act_conv", where=where)
+    h, w, c = in_shape
+    return ir.DenseLayer(path=path, in_shape=tuple(in_shape), out_shape=(h, w, c + growth), conv1=conv1, conv2=conv2)
+
+
+def transition(path, in_shape, out, act="relu", bn=DEFAULT_BN, bias=False, padding="symmetric", pool_kernel=2,
+               where=PYTHON):
+    """DenseNet's transition: pre-activation 1x1 conv to ``out`` channels, then average pooling
+    ``pool_kernel`` x ``pool_kernel`` at stride ``pool_kernel``."""
+    _check_spatial(in_shape, where)
+    conv = conv_bn_act(f"{path}.conv", in_shape, out, 1, 1, act=act, bn=bn, bias=bias, padding=padding,
+                       order="norm_act_conv", where=where)
+    _positive_int(pool_kernel, "pool_kernel", where)
+    down = pool(f"{path}.pool", conv.out_shape, "avg", pool_kernel, pool_kernel, 0, where=where)
+    return ir.Transition(path=path, in_shape=tuple(in_shape), out_shape=down.out_shape, conv=conv, pool=down)
 
 
 def pool(path, in_shape, op="max", kernel=2, stride=2, padding=0, where=PYTHON):

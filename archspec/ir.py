@@ -10,6 +10,9 @@ gives parameter counts and the weight names that ``weight_transfer`` moves betwe
     <path>.conv.kernel (kh, kw, in/groups, out)   <path>.conv.bias (out,)
     <path>.bn.{scale,bias,mean,var} (C,)          <path>.{reduce,expand}.{kernel,bias}   (SE)
     <path>.kernel (in, out)  <path>.bias (out,)   (dense)
+
+A batch norm's channels are the conv's output channels, or its input channels in a pre-activation
+layer (``order='norm_act_conv'``, DenseNet).
 """
 
 from __future__ import annotations
@@ -105,9 +108,16 @@ class Layer:
         return total
 
 
+# The order of a ConvBNAct's parts: conv -> norm -> act (most nets), or norm -> act -> conv
+# (pre-activation: DenseNet, whose norm then has the conv's input channels).
+ORDERS = ("conv_norm_act", "norm_act_conv")
+
+
 @dataclass(frozen=True)
 class ConvBNAct(Layer):
-    """Convolution (explicit zero padding, then VALID), optional batch norm, optional activation."""
+    """Convolution (explicit zero padding, then VALID), optional batch norm, optional activation,
+    in ``order``: ``conv_norm_act`` or ``norm_act_conv`` (pre-activation; the padding still pads the
+    conv's input, i.e. after the activation)."""
 
     in_channels: int = 0
     out_channels: int = 0
@@ -118,17 +128,28 @@ class ConvBNAct(Layer):
     bias: bool = False
     bn: Optional[BatchNorm] = None
     act: Optional[str] = None
+    order: str = "conv_norm_act"
 
     kind = "conv_bn_act"
 
+    @property
+    def pre_activation(self):
+        """Norm and activation come before the conv (``order == 'norm_act_conv'``)."""
+        return self.order == "norm_act_conv"
+
+    @property
+    def norm_channels(self):
+        """The channels the batch norm normalises: the conv's input in pre-activation, else its output."""
+        return self.in_channels if self.pre_activation else self.out_channels
+
     def tensors(self):
-        out = [Tensor(f"{self.path}.conv.kernel",
-                      (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels))]
+        """In execution order: the conv's, then the norm's (the norm's first in pre-activation)."""
+        conv = [Tensor(f"{self.path}.conv.kernel",
+                       (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels))]
         if self.bias:
-            out.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,)))
-        if self.bn is not None:
-            out.extend(self.bn.tensors(f"{self.path}.bn", self.out_channels))
-        return tuple(out)
+            conv.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,)))
+        norm = list(self.bn.tensors(f"{self.path}.bn", self.norm_channels)) if self.bn is not None else []
+        return tuple(norm + conv if self.pre_activation else conv + norm)
 
     @property
     def macs(self):
@@ -181,6 +202,20 @@ class SqueezeExcite(Layer):
     @property
     def macs(self):
         return 2 * self.channels * self.reduced
+
+
+@dataclass(frozen=True)
+class NormAct(Layer):
+    """Batch norm (``bn``) then an optional activation, on its own (DenseNet's final ``norm5`` + ReLU)."""
+
+    channels: int = 0
+    bn: BatchNorm = None
+    act: Optional[str] = None
+
+    kind = "norm_act"
+
+    def tensors(self):
+        return self.bn.tensors(f"{self.path}.bn", self.channels)
 
 
 @dataclass(frozen=True)
@@ -277,6 +312,39 @@ class ShuffleUnit(Layer):
         roles = (("shortcut_dw", self.shortcut_dw), ("shortcut_pw", self.shortcut_pw),
                  ("expand", self.expand), ("dw", self.dw), ("project", self.project))
         return tuple((r, c) for r, c in roles if c is not None)
+
+
+@dataclass(frozen=True)
+class DenseLayer(Layer):
+    """DenseNet layer: ``concat([x, conv2(conv1(x))])`` on channels, both convs pre-activation
+    (conv1: norm, act, 1x1 to ``bn_size * growth``; conv2: norm, act, 3x3 to ``growth``). The output
+    has the input's channels plus ``growth``."""
+
+    conv1: ConvBNAct = None
+    conv2: ConvBNAct = None
+
+    kind = "dense_layer"
+
+    def children(self):
+        return (("conv1", self.conv1), ("conv2", self.conv2))
+
+
+@dataclass(frozen=True)
+class Transition(Layer):
+    """DenseNet transition: ``conv`` (pre-activation 1x1: norm, act, conv) then ``pool`` (average,
+    unpadded). The pool holds no weights, so it is not among ``children()``."""
+
+    conv: ConvBNAct = None
+    pool: "Pool" = None
+
+    kind = "transition"
+
+    def children(self):
+        return (("conv", self.conv),)
+
+    @property
+    def macs(self):
+        return self.conv.macs
 
 
 @dataclass(frozen=True)
@@ -424,8 +492,8 @@ class Spec:
             yield from rec(layer)
 
 
-BLOCK_TYPES = (ConvBNAct, SqueezeExcite, DepthwiseSeparable, InvertedResidual, BasicBlock, Bottleneck,
-               ShuffleUnit, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
+BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, BasicBlock, Bottleneck,
+               ShuffleUnit, DenseLayer, Transition, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
 
 
 def layer_to_dict(obj):

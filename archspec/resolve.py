@@ -53,7 +53,9 @@ _COMMON_LAYER = {"type": (str, True), "name": (str, True)}
 _LAYER_KEYS = {
     "conv_bn_act": {"out": (int, True), "kernel": (int, True), "stride": (int, False), "groups": (int, False),
                     "act": ((str, type(None)), False), "bn": (bool, False), "bias": (bool, False),
-                    "scale_width": (bool, False), "min_width": (_NUMBER, False), "padding": (str, False)},
+                    "scale_width": (bool, False), "min_width": (_NUMBER, False), "padding": (str, False),
+                    "layer_order": (str, False)},
+    "norm_act": {"act": ((str, type(None)), False)},
     "stages": {"stages": (list, True)},
     "pool": {"op": (str, True), "kernel": (int, True), "stride": (int, True), "padding": ((int, str), False)},
     "global_pool": {"op": (str, False)},
@@ -64,19 +66,22 @@ _LAYER_KEYS = {
     "activation": {"act": (str, True)},
 }
 _STAGE_COMMON = {"block": (str, True), "repeats": (int, False), "blocks": (list, False), "stride": (int, False),
-                 "out": (int, True), "kernel": (int, False), "act": ((str, type(None)), False),
+                 "kernel": (int, False), "act": ((str, type(None)), False),
                  "scale_depth": (bool, False)}
+_OUT = {"out": (int, True)}  # output channels: every block type but the dense layer, which adds 'growth'
 _STAGE_KEYS = {
-    "inverted_residual": {"expand_ratio": (_NUMBER, False), "expanded": (int, False),
+    "inverted_residual": {**_OUT, "expand_ratio": (_NUMBER, False), "expanded": (int, False),
                           "se": ((dict, type(None)), False), "skip": (bool, False)},
-    "depthwise_separable": {"pw_act": ((str, type(None)), False), "se": ((dict, type(None)), False),
+    "depthwise_separable": {**_OUT, "pw_act": ((str, type(None)), False), "se": ((dict, type(None)), False),
                             "skip": (bool, False), "bn": (bool, False), "dw_bias": (bool, False),
                             "bias": (bool, False)},
-    "basic_block": {},
-    "bottleneck": {"mid": (int, True), "stride_on": (str, False), "groups": (int, False),
+    "basic_block": {**_OUT},
+    "bottleneck": {**_OUT, "mid": (int, True), "stride_on": (str, False), "groups": (int, False),
                    "se": ((dict, type(None)), False)},
-    "shuffle_unit": {},
-    "conv_bn_act": {"groups": (int, False)},
+    "shuffle_unit": {**_OUT},
+    "dense_layer": {"growth": (int, True), "bn_size": (int, False)},
+    "transition": {**_OUT, "pool_kernel": (int, False)},
+    "conv_bn_act": {**_OUT, "groups": (int, False)},
 }
 
 # Padding modes a spec may use as its convention (a conv layer may also say 'valid').
@@ -423,7 +428,10 @@ class _Resolver:
         return [blocks.conv_bn_act(layer["name"], shape, out, layer["kernel"], layer.get("stride", 1), groups,
                                    act=layer.get("act"), bn=self.bn if layer.get("bn", True) else None,
                                    bias=layer.get("bias", self.conv_bias), padding=layer.get("padding", self.padding),
-                                   where=where)]
+                                   order=layer.get("layer_order", "conv_norm_act"), where=where)]
+
+    def _layer_norm_act(self, layer, shape, jpath):
+        return [blocks.norm_act(layer["name"], shape, layer.get("act"), bn=self.bn, where=(self.file, jpath))]
 
     def _layer_pool(self, layer, shape, jpath):
         self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
@@ -629,6 +637,25 @@ class _Resolver:
         where, out, kernel, stride, act = self._common(cfg, bpath)
         return blocks.shuffle_unit(path, shape, out, stride, kernel, act, bn=self.bn, bias=self.conv_bias,
                                    padding=self.padding, where=where)
+
+    def _stride_one(self, cfg, bpath, why):
+        if cfg["stride"] != 1:
+            raise SpecError(self.file, f"{bpath}.stride", cfg["stride"], f"1 ({why})")
+
+    def _block_dense_layer(self, path, shape, cfg, bpath, drop_path):
+        where = (self.file, bpath)
+        self._stride_one(cfg, bpath, "a dense layer keeps its input's size")
+        growth = self._scale(cfg["growth"], (self.file, f"{bpath}.growth"))
+        return blocks.dense_layer(path, shape, growth, cfg.get("bn_size", 4), cfg.get("act", "relu"), bn=self.bn,
+                                  bias=self.conv_bias, padding=self.padding, where=where)
+
+    def _block_transition(self, path, shape, cfg, bpath, drop_path):
+        where, out, _, _, act = self._common(cfg, bpath)
+        self._stride_one(cfg, bpath, "a transition downsamples by its average pool, 'pool_kernel'")
+        pool_kernel = cfg.get("pool_kernel", 2)
+        self._kernel(pool_kernel, (self.file, f"{bpath}.pool_kernel"))
+        return blocks.transition(path, shape, out, act, bn=self.bn, bias=self.conv_bias, padding=self.padding,
+                                 pool_kernel=pool_kernel, where=where)
 
     def _block_conv_bn_act(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)

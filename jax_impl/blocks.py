@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from archspec import ir
 
 from . import activations
-from .layers import ConvBNAct, SqueezeExcite, drop_path
+from .layers import ConvBNAct, Pool, SqueezeExcite, drop_path
 
 
 def _conv(layer, role):
@@ -111,3 +111,26 @@ class ShuffleUnit(nn.Module):
             left = _conv(b.shortcut_pw, "shortcut_pw")(left, train=train)
             out = jnp.concatenate([left, branch(x)], axis=-1)
         return channel_shuffle(out, b.groups)
+
+
+class DenseLayer(nn.Module):
+    """DenseNet layer: ``concat[x, conv2(conv1(x))]`` on channels (both convs pre-activation)."""
+
+    block: ir.DenseLayer
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        y = _conv(b.conv2, "conv2")(_conv(b.conv1, "conv1")(x, train=train), train=train)
+        return jnp.concatenate([x, y], axis=-1)
+
+
+class Transition(nn.Module):
+    """DenseNet transition: ``pool(conv(x))``, a pre-activation 1x1 conv and an average pool."""
+
+    block: ir.Transition
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        return Pool(block=b.pool, name="pool")(_conv(b.conv, "conv")(x, train=train))

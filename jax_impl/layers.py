@@ -61,11 +61,29 @@ class ConvBNAct(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         b = self.block
-        x = nn.Conv(b.out_channels, kernel_size=(b.kernel, b.kernel), strides=(b.stride, b.stride),
-                    padding=tuple(tuple(p) for p in b.padding), feature_group_count=b.groups, use_bias=b.bias,
-                    kernel_init=conv_init, name="conv")(x)
-        if b.bn is not None:
-            x = BatchNorm(block=b.bn, features=b.out_channels, name="bn")(x, train=train)
+        conv = nn.Conv(b.out_channels, kernel_size=(b.kernel, b.kernel), strides=(b.stride, b.stride),
+                       padding=tuple(tuple(p) for p in b.padding), feature_group_count=b.groups, use_bias=b.bias,
+                       kernel_init=conv_init, name="conv")
+
+        def norm_act(x):
+            if b.bn is not None:
+                x = BatchNorm(block=b.bn, features=b.norm_channels, name="bn")(x, train=train)
+            return activations.get(b.act)(x)
+
+        if b.pre_activation:  # norm -> act -> conv (DenseNet)
+            return conv(norm_act(x))
+        return norm_act(conv(x))
+
+
+class NormAct(nn.Module):
+    """Batch norm (``bn``), then the activation."""
+
+    block: ir.NormAct
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        x = BatchNorm(block=b.bn, features=b.channels, name="bn")(x, train=train)
         return activations.get(b.act)(x)
 
 

@@ -28,7 +28,7 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
                   "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
-                  "torchvision/mnasnet0_5", "regnet_y_400mf"]
+                  "torchvision/mnasnet0_5", "regnet_y_400mf", "densenet121"]
 # (ResNeXt's grouped 3x3 bottleneck conv is RegNetY's, less the SE: resnext50_32x4d under -m heavy)
 
 
@@ -109,7 +109,9 @@ LARGE = {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_
 # bottleneck (RegNetX is RegNetY less the SE; Wide ResNet is ResNet-50 with wider integers). The full
 # variants under -m heavy (their parameter counts against torchvision's in the default suite).
 REDUCED = {"resnext50_32x4d": {"input_size": 33, "depth": 0.25},
-           "regnet_y_400mf": {"input_size": 33, "depth": 0.3}}
+           "regnet_y_400mf": {"input_size": 33, "depth": 0.3},
+           # DenseNet: pre-activation dense layers (concatenation), transitions, the final norm
+           "densenet121": {"input_size": 33, "depth": 0.2}}
 
 
 def _size(name, even, odd):

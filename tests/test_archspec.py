@@ -51,6 +51,7 @@ TORCHVISION = {
     **{n: n for n in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
                       "wide_resnet101_2")},
     **{f"regnet_{xy}_{s}": f"regnet_{xy}_{s}" for xy in "xy" for s in ("400mf", "800mf", "1_6gf", "3_2gf")},
+    **{f"densenet{d}": f"densenet{d}" for d in (121, 161, 169, 201)},
 }
 MOBILENET_V2_WIDTHS = {0.35: "mobilenet_v2_035", 0.5: "mobilenet_v2_050", 0.75: "mobilenet_v2_075",
                        1.0: "mobilenet_v2_100", 1.4: "mobilenet_v2_140"}

@@ -50,7 +50,7 @@ DEFAULT = [
     ("keras/MobileNetV2", 128), ("keras/MobileNetV2", 97), ("keras/MobileNetV2_035", 113),
     ("keras/MobileNetV3Small", 128), ("keras/MobileNetV3Small", 97), ("keras/MobileNetV3Large", 113),
     ("keras/EfficientNetB0", 128), ("keras/EfficientNetB0_imagenet", 97),
-    ("keras/ResNet50", 64),
+    ("keras/ResNet50", 64), ("keras/DenseNet121", 64),
 ]
 # Heavy: every architecture at its native resolution, the large ones also at an odd size, and
 # EfficientNet-B1..B3 at reduced sizes (their width and depth rounding is checked in the default
@@ -235,7 +235,7 @@ def test_architectures_are_the_registered_keras_variants():
     assert names == sorted(n for n in archspec.list_variants() if n.startswith("keras/"))
     for required in ("keras/MobileNet", "keras/MobileNetV2", "keras/MobileNetV3Small", "keras/MobileNetV3Large",
                      *(f"keras/EfficientNetB{i}" for i in range(8)), "keras/ResNet50", "keras/ResNet101",
-                     "keras/ResNet152"):
+                     "keras/ResNet152", "keras/DenseNet121", "keras/DenseNet169", "keras/DenseNet201"):
         assert required in names
     from weight_transfer import importers
     assert importers.get("keras-applications") is ka and ka.LIBRARY == "keras-applications"
@@ -251,8 +251,9 @@ def test_conventions_are_keras():
     assert (bn.eps, bn.decay, bn.running_var) == (1e-3, 0.999, "biased")
     bn = archspec.load("keras/EfficientNetB3").convention("batch_norm")
     assert (bn.eps, bn.decay) == (1e-3, 0.99)
-    bn = archspec.load("keras/ResNet152").convention("batch_norm")
-    assert (bn.eps, bn.decay) == (1.001e-5, 0.99)
+    for name in ("keras/ResNet152", "keras/DenseNet121", "keras/DenseNet201"):
+        bn = archspec.load(name).convention("batch_norm")
+        assert (bn.eps, bn.decay, bn.running_var) == (1.001e-5, 0.99, "biased")
     v3 = archspec.load("keras/MobileNetV3Small")
     assert v3.layers[0].kind == "preprocess" and v3.layers[0].addend == (-1.0,) * 3
 

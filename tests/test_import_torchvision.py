@@ -39,7 +39,9 @@ HEAVY = {"torchvision/efficientnet_b5", "torchvision/efficientnet_b6", "torchvis
          # one RegNet (regnet_y_400mf: its name table with SE) in the default suite; ResNeXt and Wide
          # ResNet use ResNet's name table, checked there on resnet18/50
          "torchvision/resnext50_32x4d", "torchvision/regnet_x_400mf",
-         *(f"torchvision/regnet_{xy}_{size}" for xy in "xy" for size in ("800mf", "1_6gf", "3_2gf"))}
+         *(f"torchvision/regnet_{xy}_{size}" for xy in "xy" for size in ("800mf", "1_6gf", "3_2gf")),
+         # densenet121 in the default suite: the other three differ only in integers
+         "torchvision/densenet161", "torchvision/densenet169", "torchvision/densenet201"}
 # Resolution sweep: odd and even sizes at stride 2, via archspec.load(arch, input_size=N).
 SWEEP = [("torchvision/resnet18", 193), ("torchvision/resnet50", 225), ("torchvision/mobilenet_v2", 225),
          ("torchvision/mobilenet_v3_small", 193), ("torchvision/mobilenet_v3_large", 160),

@@ -37,6 +37,7 @@ FAMILIES = [
     ("resnet18", {"input_size": 64, "num_classes": 7}),
     ("shufflenet_v2_x0_5", {"input_size": 64}),
     ("regnet_y_400mf", {"input_size": 64}),
+    ("densenet121", {"input_size": 64, "depth": 0.25}),
 ]
 
 

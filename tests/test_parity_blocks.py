@@ -129,6 +129,20 @@ def test_shuffle_unit(stride, size, cin, cout, parity_report):
     run(block, f"shuffle_s{stride}_{size}_{cin}_{cout}", parity_report)
 
 
+# DenseNet: pre-activation convs (norm -> act -> conv, the norm on the conv's input channels) whose output
+# is concatenated to the input (bn_size 2 keeps the case small; 4 is a different integer only); a
+# transition (pre-activation 1x1 conv, 2x2 average pool) at an odd size; a batch norm + act on its own.
+@pytest.mark.parametrize("size,cin,growth", [(8, 8, 4), (7, 6, 6)])
+def test_dense_layer(size, cin, growth, parity_report):
+    block = blocks.dense_layer("dense", (size, size, cin), growth, bn_size=2)
+    run(block, f"dense_layer_{size}_{cin}_{growth}", parity_report)
+
+
+def test_transition_and_norm_act(parity_report):
+    run(blocks.transition("transition", (9, 9, 8), 4), "transition_9_8_4", parity_report)
+    run(blocks.norm_act("norm", (6, 6, 8), "relu"), "norm_act_6_8", parity_report)
+
+
 @pytest.mark.parametrize("op,kernel,stride,padding,size", [("max", 3, 2, 1, 9), ("max", 2, 2, 0, 8),
                                                            ("avg", 2, 2, 0, 9), ("max", 3, 2, "tf_same", 8)])
 def test_pool(op, kernel, stride, padding, size, parity_report):

@@ -10,7 +10,7 @@ from archspec import stochastic
 
 from . import activations
 from ._tf import keras, ops
-from .layers import ConvBNAct, IRLayer
+from .layers import ConvBNAct, IRLayer, Pool
 
 
 def drop_path(x, rate, training, seed_generator, path=None):
@@ -190,3 +190,28 @@ class ShuffleUnit(IRLayer):
             right = x
         y = ops.concatenate([left, self._branch(right, training)], axis=-1)
         return channel_shuffle(y, self.ir.groups, self.ir.out_shape)
+
+
+class DenseLayer(IRLayer):
+    """DenseNet layer: ``concat[x, conv2(conv1(x))]`` on channels (both convs pre-activation)."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.conv1 = _conv(self, layer.conv1, "conv1")
+        self.conv2 = _conv(self, layer.conv2, "conv2")
+
+    def call(self, x, training=None):
+        y = self.conv2(self.conv1(x, training=training), training=training)
+        return ops.concatenate([x, y], axis=-1)
+
+
+class Transition(IRLayer):
+    """DenseNet transition: ``pool(conv(x))``, a pre-activation 1x1 conv and an average pool."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.conv = _conv(self, layer.conv, "conv")
+        self.pool = Pool(layer.pool, name="pool", dtype=self.dtype_policy)
+
+    def call(self, x, training=None):
+        return self.pool(self.conv(x, training=training))

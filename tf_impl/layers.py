@@ -90,7 +90,7 @@ class ConvBNAct(IRLayer):
                                             dtype=self.dtype_policy)
         self.bn = None
         if L.bn is not None:
-            self.bn = BatchNorm(L.bn, L.out_channels, name="bn", dtype=self.dtype_policy)
+            self.bn = BatchNorm(L.bn, L.norm_channels, name="bn", dtype=self.dtype_policy)
         self._act = activations.get(L.act)
 
     def build(self, input_shape=None):
@@ -99,11 +99,31 @@ class ConvBNAct(IRLayer):
             self.bn.build()
         self.built = True
 
-    def call(self, x, training=None):
-        x = self.conv(pad_hw(x, self._pad))
+    def _norm_act(self, x, training):
         if self.bn is not None:
             x = self.bn(x, training=training)
         return self._act(x)
+
+    def call(self, x, training=None):
+        if self.ir.pre_activation:  # norm -> act -> conv (DenseNet)
+            return self.conv(pad_hw(self._norm_act(x, training), self._pad))
+        return self._norm_act(self.conv(pad_hw(x, self._pad)), training)
+
+
+class NormAct(IRLayer):
+    """Batch norm (``bn``), then the activation."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.bn = BatchNorm(layer.bn, layer.channels, name="bn", dtype=self.dtype_policy)
+        self._act = activations.get(layer.act)
+
+    def build(self, input_shape=None):
+        self.bn.build()
+        self.built = True
+
+    def call(self, x, training=None):
+        return self._act(self.bn(x, training=training))
 
 
 class Pool(IRLayer):

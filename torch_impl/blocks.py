@@ -11,7 +11,7 @@ from torch import nn
 from archspec import ir, stochastic
 
 from .activations import make_activation
-from .layers import ConvBNAct
+from .layers import ConvBNAct, Pool
 
 
 def drop_path(x, rate, training, path=None):
@@ -194,3 +194,30 @@ class ShuffleUnit(_Block):
             left, right = self.shortcut_pw(self.shortcut_dw(x)), x
         out = torch.cat((left, self.project(self.dw(self.expand(right)))), dim=1)
         return channel_shuffle(out, self.groups)
+
+
+class DenseLayer(_Block):
+    """DenseNet layer: ``cat([x, conv2(conv1(x))])`` on channels (both convs pre-activation)."""
+
+    roles = ("conv1", "conv2")
+
+    def __init__(self, block):
+        super().__init__(block)
+        self._require("conv1", "conv2")
+
+    def forward(self, x):
+        return torch.cat((x, self.conv2(self.conv1(x))), dim=1)
+
+
+class Transition(_Block):
+    """DenseNet transition: ``pool(conv(x))``, a pre-activation 1x1 conv and an average pool."""
+
+    roles = ("conv",)
+
+    def __init__(self, block):
+        super().__init__(block)
+        self._require("conv")
+        self.pool = Pool(block.pool)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))

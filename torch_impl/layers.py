@@ -28,7 +28,8 @@ def _f_pad(padding):
 
 
 class ConvBNAct(nn.Module):
-    """Zero padding, convolution, optional batch norm, optional activation.
+    """Zero padding, convolution, optional batch norm, optional activation; in pre-activation order
+    (``ir.ConvBNAct.pre_activation``) batch norm and activation first, then padding and convolution.
 
     The IR's padding is explicit and may be asymmetric (TensorFlow's SAME at stride 2). When it is
     symmetric it is handed to ``nn.Conv2d`` itself, which is the same arithmetic without a padded
@@ -40,18 +41,43 @@ class ConvBNAct(nn.Module):
         self.ir = layer
         sym = _symmetric(layer.padding)
         self.pad = None if sym else _f_pad(layer.padding)
-        self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, stride=layer.stride,
-                              padding=sym if sym else 0, groups=layer.groups, bias=layer.bias)
-        self.bn = BatchNorm(layer.bn, layer.out_channels) if layer.bn is not None else None
-        self.act = make_activation(layer.act, inplace=True)  # its input is the conv/BN output made here
+        conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, stride=layer.stride,
+                         padding=sym if sym else 0, groups=layer.groups, bias=layer.bias)
+        bn = BatchNorm(layer.bn, layer.norm_channels) if layer.bn is not None else None
+        # registered in execution order, so state_dict() lists tensors as ir's tensors() does
+        if layer.pre_activation:
+            self.bn, self.conv = bn, conv
+        else:
+            self.conv, self.bn = conv, bn
+        self.pre_activation = layer.pre_activation
+        # In place only on a tensor made here (conv or BN output), never on the caller's input.
+        self.act = make_activation(layer.act, inplace=not (layer.pre_activation and layer.bn is None))
 
-    def forward(self, x):
-        if self.pad is not None:
-            x = F.pad(x, self.pad)
-        x = self.conv(x)
+    def _norm_act(self, x):
         if self.bn is not None:
             x = self.bn(x)
         return self.act(x)
+
+    def forward(self, x):
+        if self.pre_activation:
+            x = self._norm_act(x)
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        x = self.conv(x)
+        return x if self.pre_activation else self._norm_act(x)
+
+
+class NormAct(nn.Module):
+    """Batch norm (``bn``), then the activation."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.ir = layer
+        self.bn = BatchNorm(layer.bn, layer.channels)
+        self.act = make_activation(layer.act, inplace=True)  # on the BN output made here
+
+    def forward(self, x):
+        return self.act(self.bn(x))
 
 
 class Pool(nn.Module):

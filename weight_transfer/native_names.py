@@ -40,14 +40,14 @@ def native(framework, kind, leaf):
 
 def holder_kind(spec):
     """``{owner path: kind}`` of every weight-holding owner of ``spec``: a conv's ``<path>.conv``
-    (``conv`` or ``depthwise``), its ``<path>.bn`` (``norm``), an SE's ``reduce``/``expand`` (``conv``),
-    a dense layer's path (``dense``)."""
+    (``conv`` or ``depthwise``), the ``<path>.bn`` of a conv or a norm layer (``norm``), an SE's
+    ``reduce``/``expand`` (``conv``), a dense layer's path (``dense``)."""
     out = {}
     for layer in spec.walk():
+        if getattr(layer, "bn", None) is not None:  # ConvBNAct, NormAct
+            out[f"{layer.path}.bn"] = "norm"
         if isinstance(layer, ir.ConvBNAct):
             out[f"{layer.path}.conv"] = "depthwise" if layer.is_depthwise else "conv"
-            if layer.bn is not None:
-                out[f"{layer.path}.bn"] = "norm"
         elif isinstance(layer, ir.SqueezeExcite):
             out[f"{layer.path}.reduce"] = out[f"{layer.path}.expand"] = "conv"
         elif isinstance(layer, ir.Dense):

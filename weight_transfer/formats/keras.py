@@ -68,13 +68,18 @@ def layout(spec):
         if c.bias:
             datasets.append((f"{g}/conv/vars/1", f"{c.path}.conv.bias", "same", (c.out_channels,)))
         if c.bn is not None:
-            groups.append((f"{g}/bn", "bn"))
-            for i, leaf in enumerate(_BN_VARS):
-                datasets.append((f"{g}/bn/vars/{i}", f"{c.path}.bn.{leaf}", "same", (c.out_channels,)))
+            norm(c, g, c.norm_channels)
+
+    def norm(layer, g, channels):
+        groups.append((f"{g}/bn", "bn"))
+        for i, leaf in enumerate(_BN_VARS):
+            datasets.append((f"{g}/bn/vars/{i}", f"{layer.path}.bn.{leaf}", "same", (channels,)))
 
     def visit(layer, g):
         if isinstance(layer, ir.ConvBNAct):
             conv(layer, g)
+        elif isinstance(layer, ir.NormAct):
+            norm(layer, g, layer.channels)
         elif isinstance(layer, ir.SqueezeExcite):
             for role, (cin, cout) in (("reduce", (layer.channels, layer.reduced)),
                                       ("expand", (layer.reduced, layer.channels))):

@@ -62,9 +62,13 @@ _ARCHS = {
     "keras/ResNet50": ("resnet", "ResNet50", {}),
     "keras/ResNet101": ("resnet", "ResNet101", {}),
     "keras/ResNet152": ("resnet", "ResNet152", {}),
+    "keras/DenseNet121": ("densenet", "DenseNet121", {}),
+    "keras/DenseNet169": ("densenet", "DenseNet169", {}),
+    "keras/DenseNet201": ("densenet", "DenseNet201", {}),
 }
 
-# Top-level layers: canonical path -> (conv layer, BN layer) or, for dense layers, (layer, is a 1x1 conv).
+# Top-level layers: canonical path -> (conv layer, BN layer) (a transition: of its conv; a norm_act: BN
+# layer only) or, for dense layers, (layer, is a 1x1 conv).
 _TOP = {
     "mobilenet": {"stem": ("conv1", "conv1_bn"), "classifier": ("conv_preds", True)},
     "mobilenet_v2": {"stem": ("Conv1", "bn_Conv1"), "head": ("Conv_1", "Conv_1_bn"),
@@ -74,6 +78,9 @@ _TOP = {
     "efficientnet": {"stem": ("stem_conv", "stem_bn"), "head": ("top_conv", "top_bn"),
                      "classifier": ("predictions", False)},
     "resnet": {"stem": ("conv1_conv", "conv1_bn"), "classifier": ("predictions", False)},
+    "densenet": {"stem": ("conv1_conv", "conv1_bn"), **{f"transition{n}": (f"pool{n + 1}_conv", f"pool{n + 1}_bn")
+                                                         for n in (1, 2, 3)},
+                 "final_norm": (None, "bn"), "classifier": ("predictions", False)},
 }
 
 
@@ -87,7 +94,7 @@ def _block_prefix(kind, stage, block, index):
         return "expanded_conv_" if index == 0 else f"expanded_conv_{index}_"
     if kind == "efficientnet":
         return f"block{stage + 1}{chr(ord('a') + block)}_"
-    if kind == "resnet":
+    if kind in ("resnet", "densenet"):
         return f"conv{stage + 2}_block{block + 1}_"
     raise ValueError(kind)
 
@@ -106,6 +113,8 @@ def _child_names(kind, prefix, role):
                          "se": (p + "se_reduce", p + "se_expand"), "project": (p + "project_conv", p + "project_bn")},
         "resnet": {"conv1": (p + "1_conv", p + "1_bn"), "conv2": (p + "2_conv", p + "2_bn"),
                    "conv3": (p + "3_conv", p + "3_bn"), "shortcut": (p + "0_conv", p + "0_bn")},
+        # pre-activation: each conv's BN is the one before it
+        "densenet": {"conv1": (p + "1_conv", p + "0_bn"), "conv2": (p + "2_conv", p + "1_bn")},
     }[kind]
     if role not in table:
         raise ValueError(f"{kind}: no Keras name for a block's {role!r}")
@@ -131,24 +140,29 @@ def _conv_entries(layer, conv_name, bn_name):
     depthwise = layer.is_depthwise
     if layer.groups > 1 and not depthwise:
         raise ValueError(f"{layer.path}: grouped convolutions have no Keras Applications counterpart")
-    out = [(f"{layer.path}.conv.kernel", f"{conv_name}/kernel", "depthwise" if depthwise else "same")]
+    conv = [(f"{layer.path}.conv.kernel", f"{conv_name}/kernel", "depthwise" if depthwise else "same")]
     if layer.bias:
-        out.append((f"{layer.path}.conv.bias", f"{conv_name}/bias", "same"))
-    if layer.bn is not None:
-        out += [(f"{layer.path}.bn.{leaf}", f"{bn_name}/{var}", "same") for leaf, var in _BN_VARS.items()]
-    return out
+        conv.append((f"{layer.path}.conv.bias", f"{conv_name}/bias", "same"))
+    norm = _bn_entries(f"{layer.path}.bn", bn_name) if layer.bn is not None else []
+    return norm + conv if layer.pre_activation else conv + norm  # the order of layer.tensors()
+
+
+def _bn_entries(owner, bn_name):
+    return [(f"{owner}.{leaf}", f"{bn_name}/{var}", "same") for leaf, var in _BN_VARS.items()]
 
 
 def _table(spec):
     """``[(canonical name, foreign key, layout)]`` in ``spec.tensors()`` order; layout: same, depthwise, conv1x1."""
     kind = _arch(spec)[0]
     top = _TOP[kind]
-    entries, index = [], 0
+    entries, index, stages = [], 0, {}
     for layer in spec.layers:
         if not layer.tensors():
             continue
         if layer.stage is not None:
-            prefix = _block_prefix(kind, layer.stage, layer.block, index)
+            # the stage's number over every stages layer (DenseNet has one stages layer per dense stage)
+            stage = stages.setdefault((layer.path.split(".")[0], layer.stage), len(stages))
+            prefix = _block_prefix(kind, stage, layer.block, index)
             index += 1
             for role, child in layer.children():
                 first, second = _child_names(kind, prefix, role)
@@ -160,6 +174,10 @@ def _table(spec):
                     entries += _conv_entries(child, first, second)
         elif layer.path in top and layer.kind == "conv_bn_act":
             entries += _conv_entries(layer, *top[layer.path])
+        elif layer.path in top and layer.kind == "transition":
+            entries += _conv_entries(layer.conv, *top[layer.path])
+        elif layer.path in top and layer.kind == "norm_act":
+            entries += _bn_entries(f"{layer.path}.bn", top[layer.path][1])
         elif layer.path in top and layer.kind == "dense":
             keras_name, conv1x1 = top[layer.path]
             entries.append((f"{layer.path}.kernel", f"{keras_name}/kernel", "conv1x1" if conv1x1 else "same"))

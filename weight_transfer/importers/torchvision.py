@@ -99,6 +99,18 @@ TABLE = {
         Rule("stages.{i}.blocks.{j}.conv3.bn", "trunk_output.block{i+1}.block{i+1}-{j}.f.c.1"),
         Rule("classifier", "fc"),
     ],
+    # features: conv0, norm0, pool0, denseblock{n}.denselayer{l+1} (norm1, conv1, norm2, conv2: pre-activation),
+    # transition{n} (norm, conv, pool), norm5; classifier Linear. Our dense{n}.0 is denseblock{n}.
+    "densenet": [
+        Rule("stem.conv", "features.conv0"),
+        Rule("stem.bn", "features.norm0"),
+        Rule("dense{n}.0.blocks.{l}.conv{m}.conv", "features.denseblock{n}.denselayer{l+1}.conv{m}"),
+        Rule("dense{n}.0.blocks.{l}.conv{m}.bn", "features.denseblock{n}.denselayer{l+1}.norm{m}"),
+        Rule("transition{n}.conv.conv", "features.transition{n}.conv"),
+        Rule("transition{n}.conv.bn", "features.transition{n}.norm"),
+        Rule("final_norm.bn", "features.norm5"),
+        Rule("classifier", "classifier"),
+    ],
     # stage{i+2}.{j}: branch1 (stride 2 only: dw conv, BN, 1x1 conv, BN, ReLU),
     # branch2 (1x1 conv, BN, ReLU, dw conv, BN, 1x1 conv, BN, ReLU).
     "shufflenet_v2": [
@@ -132,6 +144,7 @@ _MODELS = (
     *(f"efficientnet_b{i}" for i in range(8)),
     "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    "densenet121", "densenet161", "densenet169", "densenet201",
 )
 
 
@@ -145,6 +158,8 @@ def _build(name, num_classes=None):
     model = torchvision.models.get_model(name, weights=None)  # pooled features: the last Linear goes
     if isinstance(getattr(model, "fc", None), torch.nn.Linear):
         model.fc = torch.nn.Identity()
+    elif isinstance(getattr(model, "classifier", None), torch.nn.Linear):  # DenseNet
+        model.classifier = torch.nn.Identity()
     else:
         model.classifier[-1] = torch.nn.Identity()
     return model
