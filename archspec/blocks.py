@@ -33,6 +33,13 @@ def batch_norm(eps=1e-5, momentum=0.1, momentum_convention="torch", running_var=
                         running_var=running_var)
 
 
+def layer_norm(eps=1e-6, where=PYTHON):
+    """Build a :class:`ir.LayerNorm` (over channels)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise SpecError(*where, eps, "eps > 0")
+    return ir.LayerNorm(eps=float(eps))
+
+
 def _positive_int(value, what, where):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise SpecError(where[0], f"{where[1]}.{what}", value, "a positive integer")
@@ -78,10 +85,12 @@ def conv_bn_act(path, in_shape, out, kernel=3, stride=1, groups=1, act=None, bn:
 
 
 def norm_act(path, in_shape, act=None, bn: ir.BatchNorm = DEFAULT_BN, where=PYTHON):
-    """A batch norm and an optional activation on their own (DenseNet's final norm)."""
-    _check_spatial(in_shape, where)
+    """A norm (``bn``: batch or layer norm) and an optional activation on their own: DenseNet's final
+    norm (spatial input), ConvNeXt's head norm (a layer norm on the pooled features, ``(C,)``)."""
+    if isinstance(bn, ir.BatchNorm) or len(in_shape) != 1:
+        _check_spatial(in_shape, where)
     _check_act(act, where)
-    return ir.NormAct(path=path, in_shape=tuple(in_shape), out_shape=tuple(in_shape), channels=in_shape[2], bn=bn,
+    return ir.NormAct(path=path, in_shape=tuple(in_shape), out_shape=tuple(in_shape), channels=in_shape[-1], bn=bn,
                       act=act)
 
 
@@ -239,6 +248,37 @@ def transition(path, in_shape, out, act="relu", bn=DEFAULT_BN, bias=False, paddi
     _positive_int(pool_kernel, "pool_kernel", where)
     down = pool(f"{path}.pool", conv.out_shape, "avg", pool_kernel, pool_kernel, 0, where=where)
     return ir.Transition(path=path, in_shape=tuple(in_shape), out_shape=down.out_shape, conv=conv, pool=down)
+
+
+def convnext_block(path, in_shape, out, stride=1, kernel=7, mlp_ratio=4, layer_scale=1e-6, act="gelu",
+                   norm: ir.LayerNorm = ir.LayerNorm(1e-6), drop_path=0.0, padding="symmetric", where=PYTHON):
+    """ConvNeXt block (torchvision ``CNBlock``, Keras ``ConvNeXtBlock``). ``stride`` 2, or ``out`` other
+    than the input's channels, puts a downsample in front (``norm`` then a ``stride`` x ``stride``
+    conv with bias at that stride: torchvision's layer between stages); ``dw``: ``kernel`` x ``kernel``
+    depthwise conv with bias, then ``norm``; ``fc1`` to ``mlp_ratio * out`` with ``act``; ``fc2`` back."""
+    _check_spatial(in_shape, where)
+    _positive_int(out, "out", where)
+    _positive_int(mlp_ratio, "mlp_ratio", where)
+    _check_act(act, where)
+    if isinstance(layer_scale, bool) or not isinstance(layer_scale, (int, float)) or not layer_scale > 0:
+        raise SpecError(where[0], f"{where[1]}.layer_scale", layer_scale, "a positive initial value")
+    downsample = None
+    x_shape = tuple(in_shape)
+    if stride != 1 or in_shape[2] != out:
+        downsample = conv_bn_act(f"{path}.downsample", x_shape, out, stride, stride, act=None, bn=norm, bias=True,
+                                 padding="valid", order="norm_act_conv", where=where)
+        x_shape = downsample.out_shape
+    dw = conv_bn_act(f"{path}.dw", x_shape, out, kernel, 1, groups=out, act=None, bn=norm, bias=True,
+                     padding=padding, where=where)
+    h, w, _ = dw.out_shape
+    hidden = mlp_ratio * out
+    fc1 = ir.Dense(path=f"{path}.fc1", in_shape=dw.out_shape, out_shape=(h, w, hidden), in_features=out,
+                   out_features=hidden, bias=True, act=act)
+    fc2 = ir.Dense(path=f"{path}.fc2", in_shape=fc1.out_shape, out_shape=(h, w, out), in_features=hidden,
+                   out_features=out, bias=True, act=None)
+    return ir.ConvNeXtBlock(path=path, in_shape=tuple(in_shape), out_shape=(h, w, out), downsample=downsample,
+                            dw=dw, fc1=fc1, fc2=fc2, channels=out, layer_scale_init=float(layer_scale),
+                            drop_path=float(drop_path))
 
 
 def pool(path, in_shape, op="max", kernel=2, stride=2, padding=0, where=PYTHON):

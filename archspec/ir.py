@@ -10,6 +10,8 @@ gives parameter counts and the weight names that ``weight_transfer`` moves betwe
     <path>.conv.kernel (kh, kw, in/groups, out)   <path>.conv.bias (out,)
     <path>.bn.{scale,bias,mean,var} (C,)          <path>.{reduce,expand}.{kernel,bias}   (SE)
     <path>.kernel (in, out)  <path>.bias (out,)   (dense)
+    <path>.ln.{scale,bias} (C,)                   (a layer norm in place of the batch norm)
+    <path>.layer_scale (C,)                       (a free parameter: ConvNeXt's per-channel scale)
 
 A batch norm's channels are the conv's output channels, or its input channels in a pre-activation
 layer (``order='norm_act_conv'``, DenseNet).
@@ -34,6 +36,7 @@ ACTIVATIONS = {
     "hard_sigmoid": "relu6(x + 3) / 6  (PyTorch's Hardsigmoid, not Keras 2's 0.2x + 0.5)",
     "hard_swish": "x * relu6(x + 3) / 6",
     "selu": "scale * (max(0, x) + min(0, alpha * (exp(x) - 1))), alpha=1.6732632, scale=1.0507010",
+    "gelu": "x * Phi(x) = x * (1 + erf(x / sqrt(2))) / 2  (exact; not the tanh approximation)",
 }
 
 
@@ -61,6 +64,8 @@ class BatchNorm:
     decay: float
     running_var: str
 
+    role = "bn"  # the attribute (and canonical path segment) of the norm in its layer
+
     def tensors(self, path: str, channels: int):
         return (
             Tensor(f"{path}.scale", (channels,)),
@@ -68,6 +73,23 @@ class BatchNorm:
             Tensor(f"{path}.mean", (channels,), trainable=False),
             Tensor(f"{path}.var", (channels,), trainable=False),
         )
+
+
+@dataclass(frozen=True)
+class LayerNorm:
+    """Layer normalisation over the channels of each position (ConvNeXt; torchvision's ``LayerNorm2d``):
+    ``(x - mean_c) / sqrt(var_c + eps) * scale + bias`` with the biased variance; no running statistics."""
+
+    eps: float
+
+    role = "ln"
+
+    def tensors(self, path: str, channels: int):
+        return (Tensor(f"{path}.scale", (channels,)), Tensor(f"{path}.bias", (channels,)))
+
+
+# A layer's norm: one of these, or None (no norm). ``norm.role`` names it in every framework.
+NORMS = (BatchNorm, LayerNorm)
 
 
 @dataclass(frozen=True)
@@ -115,7 +137,8 @@ ORDERS = ("conv_norm_act", "norm_act_conv")
 
 @dataclass(frozen=True)
 class ConvBNAct(Layer):
-    """Convolution (explicit zero padding, then VALID), optional batch norm, optional activation,
+    """Convolution (explicit zero padding, then VALID), optional norm (``bn``: a :class:`BatchNorm`,
+    at ``<path>.bn``, or a :class:`LayerNorm`, at ``<path>.ln``), optional activation,
     in ``order``: ``conv_norm_act`` or ``norm_act_conv`` (pre-activation; the padding still pads the
     conv's input, i.e. after the activation)."""
 
@@ -126,7 +149,7 @@ class ConvBNAct(Layer):
     groups: int = 1
     padding: Padding = ((0, 0), (0, 0))
     bias: bool = False
-    bn: Optional[BatchNorm] = None
+    bn: Optional[BatchNorm] = None  # the layer's norm: BatchNorm, LayerNorm or None
     act: Optional[str] = None
     order: str = "conv_norm_act"
 
@@ -148,7 +171,7 @@ class ConvBNAct(Layer):
                        (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels))]
         if self.bias:
             conv.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,)))
-        norm = list(self.bn.tensors(f"{self.path}.bn", self.norm_channels)) if self.bn is not None else []
+        norm = list(self.bn.tensors(f"{self.path}.{self.bn.role}", self.norm_channels)) if self.bn is not None else []
         return tuple(norm + conv if self.pre_activation else conv + norm)
 
     @property
@@ -206,7 +229,8 @@ class SqueezeExcite(Layer):
 
 @dataclass(frozen=True)
 class NormAct(Layer):
-    """Batch norm (``bn``) then an optional activation, on its own (DenseNet's final ``norm5`` + ReLU)."""
+    """A norm (``bn``: a BatchNorm or a LayerNorm, at ``<path>.<role>``) then an optional activation,
+    on its own: DenseNet's final ``norm5`` + ReLU, ConvNeXt's head norm (on the pooled features)."""
 
     channels: int = 0
     bn: BatchNorm = None
@@ -215,7 +239,7 @@ class NormAct(Layer):
     kind = "norm_act"
 
     def tensors(self):
-        return self.bn.tensors(f"{self.path}.bn", self.channels)
+        return self.bn.tensors(f"{self.path}.{self.bn.role}", self.channels)
 
 
 @dataclass(frozen=True)
@@ -348,6 +372,33 @@ class Transition(Layer):
 
 
 @dataclass(frozen=True)
+class ConvNeXtBlock(Layer):
+    """ConvNeXt block: ``x = downsample(x)`` where present (pre-norm 2x2 stride-2 conv, first block of
+    a stage), then ``x + drop_path(layer_scale * fc2(fc1(dw(x))))``: ``dw`` a 7x7 depthwise conv with
+    bias and a layer norm, ``fc1``/``fc2`` dense layers on each position's channels (``fc1`` with GELU).
+    ``layer_scale`` is a free per-channel parameter (``<path>.layer_scale``), ``layer_scale_init`` its
+    initial value."""
+
+    downsample: Optional[ConvBNAct] = None
+    dw: ConvBNAct = None
+    fc1: "Dense" = None
+    fc2: "Dense" = None
+    channels: int = 0
+    layer_scale_init: float = 1e-6
+    drop_path: float = 0.0
+
+    kind = "convnext_block"
+
+    def children(self):
+        roles = (("downsample", self.downsample), ("dw", self.dw), ("fc1", self.fc1), ("fc2", self.fc2))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+    def tensors(self):
+        """The layer scale first (a module's own parameter comes before its children's in PyTorch)."""
+        return (Tensor(f"{self.path}.layer_scale", (self.channels,)),) + super().tensors()
+
+
+@dataclass(frozen=True)
 class Pool(Layer):
     """Max or average pooling; max pads with -inf, average layers here never pad."""
 
@@ -394,7 +445,11 @@ class Dense(Layer):
 
     @property
     def macs(self):
-        return self.in_features * self.out_features
+        """Per position when applied to an (H, W, C) input (ConvNeXt's pointwise layers)."""
+        positions = 1
+        for d in self.in_shape[:-1]:
+            positions *= d
+        return self.in_features * self.out_features * positions
 
 
 @dataclass(frozen=True)
@@ -493,7 +548,7 @@ class Spec:
 
 
 BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, BasicBlock, Bottleneck,
-               ShuffleUnit, DenseLayer, Transition, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
+               ShuffleUnit, DenseLayer, Transition, ConvNeXtBlock, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
 
 
 def layer_to_dict(obj):

@@ -39,13 +39,17 @@ _VARIANT_KEYS = {"extends": (str, False)}
 _INPUT_KEYS = {"size": (int, True), "channels": (int, True)}
 _CONVENTION_KEYS = {
     "padding": (str, True), "batch_norm": (dict, True), "conv_bias": (bool, True),
-    "preprocessing": ((dict, type(None)), False),
+    "preprocessing": ((dict, type(None)), False), "layer_norm": (dict, False),
 }
+_LN_KEYS = {"eps": (_NUMBER, True)}
+# A layer's "norm": the convention's batch norm or layer norm, or none.
+NORM_CHOICES = ("batch_norm", "layer_norm", "none")
 _BN_KEYS = {"eps": (_NUMBER, True), "momentum": (_NUMBER, True), "momentum_convention": (str, True),
             "running_var": (str, True)}
 _PRE_KEYS = {"rescale": (_NUMBER, False), "offset": (_NUMBER, False), "mean": (list, False), "std": (list, False)}
 _SCALING_KEYS = {"width": (_NUMBER, False), "depth": (_NUMBER, False), "divisor": (int, False),
-                 "round_limit": (_NUMBER, False), "drop_path_rate": (_NUMBER, False)}
+                 "round_limit": (_NUMBER, False), "drop_path_rate": (_NUMBER, False),
+                 "drop_path_to_last": (bool, False)}
 _SE_KEYS = {"ratio": (_NUMBER, True), "of": (str, True), "round": (str, True), "act": (str, True),
             "gate": (str, True)}
 
@@ -54,8 +58,8 @@ _LAYER_KEYS = {
     "conv_bn_act": {"out": (int, True), "kernel": (int, True), "stride": (int, False), "groups": (int, False),
                     "act": ((str, type(None)), False), "bn": (bool, False), "bias": (bool, False),
                     "scale_width": (bool, False), "min_width": (_NUMBER, False), "padding": (str, False),
-                    "layer_order": (str, False)},
-    "norm_act": {"act": ((str, type(None)), False)},
+                    "layer_order": (str, False), "norm": (str, False)},
+    "norm_act": {"act": ((str, type(None)), False), "norm": (str, False)},
     "stages": {"stages": (list, True)},
     "pool": {"op": (str, True), "kernel": (int, True), "stride": (int, True), "padding": ((int, str), False)},
     "global_pool": {"op": (str, False)},
@@ -81,6 +85,7 @@ _STAGE_KEYS = {
     "shuffle_unit": {**_OUT},
     "dense_layer": {"growth": (int, True), "bn_size": (int, False)},
     "transition": {**_OUT, "pool_kernel": (int, False)},
+    "convnext_block": {**_OUT, "mlp_ratio": (int, False), "layer_scale": (_NUMBER, False)},
     "conv_bn_act": {**_OUT, "groups": (int, False)},
 }
 
@@ -267,6 +272,8 @@ class _Resolver:
         bn = conv["batch_norm"]
         self.bn = blocks.batch_norm(bn["eps"], bn["momentum"], bn["momentum_convention"], bn["running_var"],
                                     where=(self.file, "$.conventions.batch_norm"))
+        self.ln = blocks.layer_norm(conv.get("layer_norm", {}).get("eps", 1e-6),
+                                    where=(self.file, "$.conventions.layer_norm.eps"))
         self.padding = conv["padding"]
         if self.padding not in CONVENTION_PADDINGS:
             raise SpecError(self.file, "$.conventions.padding", self.padding,
@@ -278,6 +285,8 @@ class _Resolver:
         self.divisor = scaling.get("divisor", 8)
         self.round_limit = scaling.get("round_limit", 0.9)
         self.drop_path_rate = scaling.get("drop_path_rate", 0.0)
+        # block k of n gets rate * k / n, or rate * k / (n - 1) (the last block the full rate: ConvNeXt)
+        self.drop_path_to_last = scaling.get("drop_path_to_last", False)
         for key, value in (("width", self.width), ("depth", self.depth), ("divisor", self.divisor)):
             if value <= 0:
                 raise SpecError(self.file, f"$.scaling.{key}", value, "a positive number")
@@ -301,6 +310,8 @@ class _Resolver:
                             "a positive integer, or 0 for no classifier (pooled features)")
         _check_keys(c["conventions"], _CONVENTION_KEYS, f, "$.conventions")
         _check_keys(c["conventions"]["batch_norm"], _BN_KEYS, f, "$.conventions.batch_norm")
+        if "layer_norm" in c["conventions"]:
+            _check_keys(c["conventions"]["layer_norm"], _LN_KEYS, f, "$.conventions.layer_norm")
         eps = c["conventions"]["batch_norm"]["eps"]
         if not 0.0 < eps <= 1.0:
             raise SpecError(f, "$.conventions.batch_norm.eps", eps, "eps in (0, 1]")
@@ -409,7 +420,8 @@ class _Resolver:
         if c["num_classes"] == 0:  # headless: the classifier was skipped; so is the dropout feeding it
             while layers and isinstance(layers[-1], ir.Dropout):
                 layers.pop()
-        conventions = (("padding", self.padding), ("conv_bias", self.conv_bias), ("batch_norm", self.bn))
+        conventions = (("padding", self.padding), ("conv_bias", self.conv_bias), ("batch_norm", self.bn),
+                       ("layer_norm", self.ln))
         config_json = json.dumps(c, sort_keys=True)
         digest = hashlib.sha256(config_json.encode()).hexdigest()[:16]
         return ir.Spec(name=self.name, family=self.family, source=self.file,
@@ -426,12 +438,25 @@ class _Resolver:
         groups = layer.get("groups", 1)
         self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
         return [blocks.conv_bn_act(layer["name"], shape, out, layer["kernel"], layer.get("stride", 1), groups,
-                                   act=layer.get("act"), bn=self.bn if layer.get("bn", True) else None,
+                                   act=layer.get("act"), bn=self._norm(layer, jpath),
                                    bias=layer.get("bias", self.conv_bias), padding=layer.get("padding", self.padding),
                                    order=layer.get("layer_order", "conv_norm_act"), where=where)]
 
     def _layer_norm_act(self, layer, shape, jpath):
-        return [blocks.norm_act(layer["name"], shape, layer.get("act"), bn=self.bn, where=(self.file, jpath))]
+        norm = self._norm(layer, jpath)
+        if norm is None:
+            raise SpecError(self.file, f"{jpath}.norm", "none", "'batch_norm' or 'layer_norm' (a norm layer needs one)")
+        return [blocks.norm_act(layer["name"], shape, layer.get("act"), bn=norm, where=(self.file, jpath))]
+
+    def _norm(self, layer, jpath):
+        """The layer's norm: its ``norm`` (batch_norm, layer_norm, none), else the batch norm unless ``bn`` is false."""
+        if "norm" in layer:
+            if layer["norm"] not in NORM_CHOICES:
+                raise SpecError(self.file, f"{jpath}.norm", layer["norm"], f"one of {NORM_CHOICES}")
+            if "bn" in layer:
+                raise SpecError(self.file, f"{jpath}.bn", layer["bn"], "no 'bn' beside 'norm' (say it once)")
+            return {"batch_norm": self.bn, "layer_norm": self.ln, "none": None}[layer["norm"]]
+        return self.bn if layer.get("bn", True) else None
 
     def _layer_pool(self, layer, shape, jpath):
         self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
@@ -554,11 +579,12 @@ class _Resolver:
                 raise SpecError(self.file, spath, stage, "an object")
             plans.append(self._stage_blocks(stage, spath))
         total = sum(len(p) for p in plans)
+        denominator = max(total - 1, 1) if self.drop_path_to_last else total
         resolved, index = [], 0
         for i, plan in enumerate(plans):
             for j, (cfg, bpath) in enumerate(plan):
                 path = f"{layer['name']}.{i}.blocks.{j}"
-                drop_path = self.drop_path_rate * index / total
+                drop_path = self.drop_path_rate * index / denominator
                 block = replace(getattr(self, f"_block_{cfg['block']}")(path, shape, cfg, bpath, drop_path),
                                 stage=i, block=j)
                 self._planned_blocks -= 1
@@ -656,6 +682,13 @@ class _Resolver:
         self._kernel(pool_kernel, (self.file, f"{bpath}.pool_kernel"))
         return blocks.transition(path, shape, out, act, bn=self.bn, bias=self.conv_bias, padding=self.padding,
                                  pool_kernel=pool_kernel, where=where)
+
+    def _block_convnext_block(self, path, shape, cfg, bpath, drop_path):
+        where, out, _, stride, act = self._common(cfg, bpath)
+        kernel = self._kernel(cfg.get("kernel", 7), (self.file, f"{bpath}.kernel"))
+        return blocks.convnext_block(path, shape, out, stride, kernel, cfg.get("mlp_ratio", 4),
+                                     cfg.get("layer_scale", 1e-6), cfg.get("act", "gelu"), norm=self.ln,
+                                     drop_path=drop_path, padding=self.padding, where=where)
 
     def _block_conv_bn_act(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)

@@ -71,7 +71,8 @@ _VALUES = {
     ("conventions", "padding"): _enum(list(resolve.CONVENTION_PADDINGS)),
     ("conv_bn_act", "padding"): _enum(list(MODES)),
     "layer_order": _enum(list(ir.ORDERS)),
-    "growth": _POSITIVE_INT, "bn_size": _POSITIVE_INT, "pool_kernel": _POSITIVE_INT,
+    "growth": _POSITIVE_INT, "bn_size": _POSITIVE_INT, "pool_kernel": _POSITIVE_INT, "mlp_ratio": _POSITIVE_INT,
+    "layer_scale": _POSITIVE_NUMBER, "norm": _enum(list(resolve.NORM_CHOICES)),
     ("pool", "padding"): {"anyOf": [{"type": "integer", "minimum": 0}, _enum(list(MODES))]},
     ("pool", "op"): _enum(["max", "avg"]),
     ("global_pool", "op"): _enum(["avg"]),
@@ -102,6 +103,11 @@ _DOCS = {
     "divisor": "Scaled channel counts are rounded to a multiple of this.",
     "round_limit": "make_divisible never rounds below round_limit * value.",
     "drop_path_rate": "Stochastic depth: block k of n (over all stages) gets rate * k / n.",
+    "drop_path_to_last": "Stochastic depth reaches the full rate at the last block: rate * k / (n - 1) (ConvNeXt).",
+    "norm": "The layer's norm: 'batch_norm' (the convention's), 'layer_norm' (conventions.layer_norm) or 'none'.",
+    "layer_norm": "The layer norm ('norm': 'layer_norm'): over each position's channels, eps (default 1e-6).",
+    "mlp_ratio": "A ConvNeXt block's hidden width: mlp_ratio * out channels.",
+    "layer_scale": "Initial value of a ConvNeXt block's per-channel layer scale.",
     "vars": "Variables: any value \"$name\" in this config is replaced by vars.name (variants override them).",
     "layers": "Top-level layers in execution order; each 'name' is the first segment of its canonical path.",
     "type": "Layer type.",
@@ -237,6 +243,8 @@ def build() -> dict:
         "input_partial": _object("input", R._INPUT_KEYS, partial=True, description=_DOCS["input"]),
         "batch_norm": _object("batch_norm", R._BN_KEYS, description=_DOCS["batch_norm"]),
         "batch_norm_partial": _object("batch_norm", R._BN_KEYS, partial=True, description=_DOCS["batch_norm"]),
+        "layer_norm": _object("layer_norm", R._LN_KEYS, description=_DOCS["layer_norm"]),
+        "layer_norm_partial": _object("layer_norm", R._LN_KEYS, partial=True, description=_DOCS["layer_norm"]),
         "preprocessing": _object("preprocessing", R._PRE_KEYS, description=_DOCS["preprocessing"]),
         "scaling": _object("scaling", R._SCALING_KEYS, description=_DOCS["scaling"]),
         "se": _object("se", R._SE_KEYS, description="Squeeze-and-excitation: pooled features -> 1x1 conv to "
@@ -247,7 +255,8 @@ def build() -> dict:
         suffix = "_partial" if partial else ""
         defs["conventions" + suffix] = _object(
             "conventions", R._CONVENTION_KEYS, partial=partial, description=_DOCS["conventions"],
-            refs={"batch_norm": _ref("batch_norm" + suffix), "preprocessing": pre})
+            refs={"batch_norm": _ref("batch_norm" + suffix), "layer_norm": _ref("layer_norm" + suffix),
+                  "preprocessing": pre})
 
     se_ref = {"anyOf": [_ref("se"), {"type": "null"}]}
     layer_types = []

@@ -34,6 +34,7 @@ ACTIVATIONS = {
     "hard_sigmoid": hard_sigmoid,
     "hard_swish": hard_swish,
     "selu": jax.nn.selu,  # alpha 1.6732632423543772, scale 1.0507009873554805, as torch.nn.SELU
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact (erf), as torch.nn.GELU(); flax's default is tanh
 }
 
 assert set(ACTIVATIONS) == set(ir.ACTIVATIONS), "jax_impl.activations is out of step with archspec.ir.ACTIVATIONS"

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from archspec import ir
 
 from . import activations
-from .layers import ConvBNAct, Pool, SqueezeExcite, drop_path
+from .layers import ConvBNAct, Dense, Pool, SqueezeExcite, drop_path
 
 
 def _conv(layer, role):
@@ -134,3 +134,20 @@ class Transition(nn.Module):
     def __call__(self, x, train: bool = False):
         b = self.block
         return Pool(block=b.pool, name="pool")(_conv(b.conv, "conv")(x, train=train))
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block: ``x = downsample(x)`` where present, then
+    ``x + drop_path(layer_scale * fc2(fc1(dw(x))))``; ``layer_scale`` a parameter of the block itself."""
+
+    block: ir.ConvNeXtBlock
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        scale = self.param("layer_scale", nn.initializers.constant(b.layer_scale_init), (b.channels,), jnp.float32)
+        if b.downsample is not None:
+            x = _conv(b.downsample, "downsample")(x, train=train)
+        y = _conv(b.dw, "dw")(x, train=train)
+        y = Dense(block=b.fc2, name="fc2")(Dense(block=b.fc1, name="fc1")(y)) * scale.astype(y.dtype)
+        return x + drop_path(self, y, b.drop_path, train)

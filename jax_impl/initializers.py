@@ -27,7 +27,8 @@ def kernel_std(shape):
     raise ValueError(f"kernel of shape {shape}: expected a conv (kh, kw, in, out) or dense (in, out) kernel")
 
 
-_CONSTANT = {"scale": 1.0, "var": 1.0, "bias": 0.0, "mean": 0.0}
+_CONSTANT = {"scale": 1.0, "var": 1.0, "bias": 0.0, "mean": 0.0,
+             "layer_scale": 1e-6}  # ConvNeXt's initial layer scale (torchvision, timm and Keras all use 1e-6)
 
 
 def fill(abstract, rng):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from archspec import ir, stochastic
 
 from . import activations
-from .batchnorm import BatchNorm
+from .norms import make_norm
 from .initializers import conv_init, dense_init
 
 
@@ -67,7 +67,7 @@ class ConvBNAct(nn.Module):
 
         def norm_act(x):
             if b.bn is not None:
-                x = BatchNorm(block=b.bn, features=b.norm_channels, name="bn")(x, train=train)
+                x = make_norm(b.bn, b.norm_channels, b.bn.role)(x, train=train)
             return activations.get(b.act)(x)
 
         if b.pre_activation:  # norm -> act -> conv (DenseNet)
@@ -83,7 +83,7 @@ class NormAct(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         b = self.block
-        x = BatchNorm(block=b.bn, features=b.channels, name="bn")(x, train=train)
+        x = make_norm(b.bn, b.channels, b.bn.role)(x, train=train)
         return activations.get(b.act)(x)
 
 

@@ -26,6 +26,7 @@ RENDERERS = {
     ir.DenseLayer: blocks.DenseLayer,
     ir.Transition: blocks.Transition,
     ir.NormAct: layers.NormAct,
+    ir.ConvNeXtBlock: blocks.ConvNeXtBlock,
     ir.Pool: layers.Pool,
     ir.GlobalPool: layers.GlobalPool,
     ir.Flatten: layers.Flatten,

@@ -52,6 +52,7 @@ TORCHVISION = {
                       "wide_resnet101_2")},
     **{f"regnet_{xy}_{s}": f"regnet_{xy}_{s}" for xy in "xy" for s in ("400mf", "800mf", "1_6gf", "3_2gf")},
     **{f"densenet{d}": f"densenet{d}" for d in (121, 161, 169, 201)},
+    **{f"convnext_{s}": f"convnext_{s}" for s in ("tiny", "small", "base", "large")},
 }
 MOBILENET_V2_WIDTHS = {0.35: "mobilenet_v2_035", 0.5: "mobilenet_v2_050", 0.75: "mobilenet_v2_075",
                        1.0: "mobilenet_v2_100", 1.4: "mobilenet_v2_140"}
@@ -435,7 +436,7 @@ BAD = [
     ("groups_not_dividing", lambda d: _layer(d, 0).update(groups=2), "$.layers[0].groups", False),
     ("flatten_size", lambda d: _layer(d, 3).update(size=64), "$.layers[3].size", False),
     ("undefined_var", lambda d: _layer(d, 0).update(act="$activation"), "$.layers[0].act", False),
-    ("unknown_activation", lambda d: _layer(d, 0).update(act="gelu"), "$.layers[0].act", True),
+    ("unknown_activation", lambda d: _layer(d, 0).update(act="mish"), "$.layers[0].act", True),
     ("repeats_and_blocks", lambda d: _stage(d).update(blocks=[{}]), "$.layers[1].stages[0]", True),
     ("bad_padding_mode", lambda d: d["base"]["conventions"].update(padding="same"), "$.conventions.padding", True),
     ("bad_pool_padding", lambda d: _layer(d, 2).update(padding="same"), "$.layers[2].padding", True),

@@ -41,7 +41,9 @@ HEAVY = {"torchvision/efficientnet_b5", "torchvision/efficientnet_b6", "torchvis
          "torchvision/resnext50_32x4d", "torchvision/regnet_x_400mf",
          *(f"torchvision/regnet_{xy}_{size}" for xy in "xy" for size in ("800mf", "1_6gf", "3_2gf")),
          # densenet121 in the default suite: the other three differ only in integers
-         "torchvision/densenet161", "torchvision/densenet169", "torchvision/densenet201"}
+         "torchvision/densenet161", "torchvision/densenet169", "torchvision/densenet201",
+         # convnext_tiny in the default suite: the others differ only in integers
+         "torchvision/convnext_small", "torchvision/convnext_base", "torchvision/convnext_large"}
 # Resolution sweep: odd and even sizes at stride 2, via archspec.load(arch, input_size=N).
 SWEEP = [("torchvision/resnet18", 193), ("torchvision/resnet50", 225), ("torchvision/mobilenet_v2", 225),
          ("torchvision/mobilenet_v3_small", 193), ("torchvision/mobilenet_v3_large", 160),
@@ -328,7 +330,7 @@ def test_architectures_are_registered_variants():
 
 
 def test_conventions_match_torchvision():
-    """BN eps/momentum and parameter count of every variant, read from the built torchvision model."""
+    """BN (and layer norm) eps/momentum and parameter count of every variant, read from the built torchvision model."""
     for arch in LIB.architectures():
         spec = archspec.load(arch)
         try:
@@ -337,9 +339,14 @@ def test_conventions_match_torchvision():
         except NotImplementedError:  # RegNet computes its widths with tensors: not on the meta device
             model = LIB.build_reference(arch)
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        bn = spec.convention("batch_norm")
-        assert {m.eps for m in bns} == {bn.eps}, arch
-        assert {round(m.momentum, 12) for m in bns} == {round(bn.momentum, 12)}, arch
+        lns = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert bns or lns, arch
+        bn, ln = spec.convention("batch_norm"), spec.convention("layer_norm")
+        if bns:
+            assert {m.eps for m in bns} == {bn.eps}, arch
+            assert {round(m.momentum, 12) for m in bns} == {round(bn.momentum, 12)}, arch
+        if lns:  # ConvNeXt
+            assert {m.eps for m in lns} == {ln.eps}, arch
         assert spec.params == sum(p.numel() for p in model.parameters()), arch
         assert spec.convention("padding") == "symmetric"
 

@@ -38,6 +38,7 @@ FAMILIES = [
     ("shufflenet_v2_x0_5", {"input_size": 64}),
     ("regnet_y_400mf", {"input_size": 64}),
     ("densenet121", {"input_size": 64, "depth": 0.25}),
+    ("convnext_tiny", {"input_size": 64, "depth": 0.34}),
 ]
 
 

@@ -143,6 +143,25 @@ def test_transition_and_norm_act(parity_report):
     run(blocks.norm_act("norm", (6, 6, 8), "relu"), "norm_act_6_8", parity_report)
 
 
+# ConvNeXt: a block with its downsample (layer norm, 2x2 stride-2 conv; odd input) and one without
+# (7x7 depthwise conv, layer norm, GELU dense layers, layer scale, residual); a layer norm after a conv
+# (the stem) and on pooled features (the head).
+@pytest.mark.parametrize("stride,size,cin,cout", [(2, 9, 4, 8), (1, 8, 8, 8)])
+def test_convnext_block(stride, size, cin, cout, parity_report):
+    block = blocks.convnext_block("cnb", (size, size, cin), cout, stride, mlp_ratio=2)
+    run(block, f"convnext_s{stride}_{size}_{cin}_{cout}", parity_report)
+
+
+def test_layer_norm_conv_and_head(parity_report):
+    ln = blocks.layer_norm(1e-6)
+    run(blocks.conv_bn_act("stem", (8, 8, 3), 8, 4, 4, bn=ln, bias=True, padding="valid"), "ln_stem", parity_report)
+    pooled = ir.Spec(name="ln_head", family="block", source="<test>", input_shape=(4, 4, 8), num_classes=0,
+                     layers=(blocks.global_pool("pool", (4, 4, 8)), blocks.norm_act("head", (8,), None, bn=ln)))
+    records = check_network(pooled, modes=MODES, seed=7, batch=4)
+    parity_report.extend(records)
+    assert all(r.passed for r in records), [(r.mode, r.pair, r.rel) for r in records if not r.passed]
+
+
 @pytest.mark.parametrize("op,kernel,stride,padding,size", [("max", 3, 2, 1, 9), ("max", 2, 2, 0, 8),
                                                            ("avg", 2, 2, 0, 9), ("max", 3, 2, "tf_same", 8)])
 def test_pool(op, kernel, stride, padding, size, parity_report):

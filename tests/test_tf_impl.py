@@ -11,6 +11,7 @@ activations, padding, grouped convs, -inf max-pool padding, flatten order, chann
 path and dropout. Finally, when torch_impl exists, Keras vs PyTorch on the same canonical weights.
 """
 
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -316,6 +317,7 @@ def test_activation_matches_definition(name):
         "swish": lambda v: v * sigmoid(v), "sigmoid": sigmoid,
         "hard_sigmoid": lambda v: relu6(v + 3.0) / 6.0, "hard_swish": lambda v: v * relu6(v + 3.0) / 6.0,
         "selu": lambda v: scale * (np.maximum(0.0, v) + np.minimum(0.0, alpha * (np.exp(v) - 1.0))),
+        "gelu": lambda v: v * 0.5 * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0))),  # exact, not tanh
     }[name]
     x = np.concatenate([np.linspace(-8, 8, 321), [-3.0, 3.0, 0.0, -6.0, 6.0]]).astype(np.float32)
     x = x.reshape(1, 1, -1, 1)

@@ -6,6 +6,7 @@ Fast by design: 224-class networks are resolved at 64x64 (``archspec.load(name, 
 batches are 2, and torchvision references use ``weights=None``.
 """
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -256,6 +257,7 @@ NUMPY_ACTS = {
     "hard_sigmoid": lambda x: np.clip(x + 3, 0, 6) / 6,
     "hard_swish": lambda x: x * np.clip(x + 3, 0, 6) / 6,
     "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0))),
+    "gelu": lambda x: x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2))),  # exact, not tanh
 }
 
 

@@ -41,6 +41,12 @@ def _selu(x):
     return ops.selu(x)  # alpha 1.6732632423543772, scale 1.0507009873554805, as torch
 
 
+def _gelu(x):
+    """Exact (erf) GELU, PyTorch's formula ``x * 0.5 * (1 + erf(x / sqrt(2)))``; Keras' own
+    ``ops.gelu(approximate=False)`` on TensorFlow takes 1/sqrt(2) in float32, 5e-9 off in float64."""
+    return x * 0.5 * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
 FUNCTIONS = {
     None: _identity,
     "relu": _relu,
@@ -50,6 +56,7 @@ FUNCTIONS = {
     "hard_sigmoid": _hard_sigmoid,
     "hard_swish": _hard_swish,
     "selu": _selu,
+    "gelu": _gelu,
 }
 
 assert set(FUNCTIONS) == set(ir.ACTIVATIONS), "tf_impl.activations is out of step with archspec.ir.ACTIVATIONS"

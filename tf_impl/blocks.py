@@ -10,7 +10,7 @@ from archspec import stochastic
 
 from . import activations
 from ._tf import keras, ops
-from .layers import ConvBNAct, IRLayer, Pool
+from .layers import ConvBNAct, Dense, IRLayer, Pool
 
 
 def drop_path(x, rate, training, seed_generator, path=None):
@@ -215,3 +215,27 @@ class Transition(IRLayer):
 
     def call(self, x, training=None):
         return self.pool(self.conv(x, training=training))
+
+
+class ConvNeXtBlock(IRLayer):
+    """ConvNeXt block: ``x = downsample(x)`` where present, then
+    ``x + drop_path(layer_scale * fc2(fc1(dw(x))))``; ``layer_scale`` is this layer's own weight."""
+
+    def __init__(self, layer, name=None, seed=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.downsample = _conv(self, layer.downsample, "downsample")
+        self.dw = _conv(self, layer.dw, "dw")
+        self.fc1 = Dense(layer.fc1, name="fc1", dtype=self.dtype_policy)
+        self.fc2 = Dense(layer.fc2, name="fc2", dtype=self.dtype_policy)
+        self.seed_generator = keras.random.SeedGenerator(seed) if layer.drop_path > 0 else None
+
+    def build(self, input_shape=None):
+        self.layer_scale = self.add_weight(shape=(self.ir.channels,), name="layer_scale",
+                                           initializer=keras.initializers.Constant(self.ir.layer_scale_init))
+        super().build(input_shape)
+
+    def call(self, x, training=None):
+        if self.downsample is not None:
+            x = self.downsample(x, training=training)
+        y = self.fc2(self.fc1(self.dw(x, training=training))) * self.layer_scale
+        return x + drop_path(y, self.ir.drop_path, training, self.seed_generator, self.ir.path)

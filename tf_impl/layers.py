@@ -11,7 +11,7 @@ from archspec import ir, stochastic
 
 from . import activations
 from ._tf import keras, ops
-from .batchnorm import BatchNorm
+from .norms import make_norm
 
 
 class IRLayer(keras.layers.Layer):
@@ -88,20 +88,22 @@ class ConvBNAct(IRLayer):
             self.conv = keras.layers.Conv2D(L.out_channels, L.kernel, strides=L.stride, padding=padding,
                                             groups=L.groups, use_bias=L.bias, name="conv",
                                             dtype=self.dtype_policy)
-        self.bn = None
+        # the norm is the attribute its role names: bn (batch norm) or ln (layer norm)
+        self._norm = None
         if L.bn is not None:
-            self.bn = BatchNorm(L.bn, L.norm_channels, name="bn", dtype=self.dtype_policy)
+            self._norm = make_norm(L.bn, L.norm_channels, name=L.bn.role, dtype=self.dtype_policy)
+            setattr(self, L.bn.role, self._norm)
         self._act = activations.get(L.act)
 
     def build(self, input_shape=None):
         self.conv.build((None, None, None, self.ir.in_channels))  # only the channel count shapes the kernel
-        if self.bn is not None:
-            self.bn.build()
+        if self._norm is not None:
+            self._norm.build()
         self.built = True
 
     def _norm_act(self, x, training):
-        if self.bn is not None:
-            x = self.bn(x, training=training)
+        if self._norm is not None:
+            x = self._norm(x, training=training)
         return self._act(x)
 
     def call(self, x, training=None):
@@ -111,19 +113,20 @@ class ConvBNAct(IRLayer):
 
 
 class NormAct(IRLayer):
-    """Batch norm (``bn``), then the activation."""
+    """A norm (attribute ``bn`` or ``ln``, by its role), then the activation."""
 
     def __init__(self, layer, name=None, **kwargs):
         super().__init__(layer, name=name, **kwargs)
-        self.bn = BatchNorm(layer.bn, layer.channels, name="bn", dtype=self.dtype_policy)
+        self._norm = make_norm(layer.bn, layer.channels, name=layer.bn.role, dtype=self.dtype_policy)
+        setattr(self, layer.bn.role, self._norm)
         self._act = activations.get(layer.act)
 
     def build(self, input_shape=None):
-        self.bn.build()
+        self._norm.build()
         self.built = True
 
     def call(self, x, training=None):
-        return self._act(self.bn(x, training=training))
+        return self._act(self._norm(x, training=training))
 
 
 class Pool(IRLayer):
@@ -177,7 +180,11 @@ class Dense(IRLayer):
         self.built = True
 
     def call(self, x):
-        y = ops.matmul(x, self.kernel)
+        if len(x.shape) == 4:  # per position (ConvNeXt): a 1x1 conv, one op in LiteRT (a 4-D matmul is ~8)
+            L = self.ir
+            y = ops.conv(x, ops.reshape(self.kernel, (1, 1, L.in_features, L.out_features)), padding="valid")
+        else:
+            y = ops.matmul(x, self.kernel)
         if self.bias is not None:
             y = y + self.bias
         return self._act(y)

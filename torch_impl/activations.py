@@ -31,6 +31,7 @@ _MODULES = {
     "hard_sigmoid": Hardsigmoid,
     "hard_swish": nn.Hardswish,
     "selu": nn.SELU,
+    "gelu": nn.GELU,  # exact (erf), PyTorch's default
 }
 
 # The IR is the source of truth: fail at import time if it grows a name we do not render.

@@ -11,7 +11,7 @@ from torch import nn
 from archspec import ir, stochastic
 
 from .activations import make_activation
-from .layers import ConvBNAct, Pool
+from .layers import ConvBNAct, Dense, Pool
 
 
 def drop_path(x, rate, training, path=None):
@@ -56,7 +56,7 @@ class SqueezeExcite(nn.Module):
         return x * s
 
 
-_CHILD_CLASSES = {ir.ConvBNAct: ConvBNAct, ir.SqueezeExcite: SqueezeExcite}
+_CHILD_CLASSES = {ir.ConvBNAct: ConvBNAct, ir.SqueezeExcite: SqueezeExcite, ir.Dense: Dense}
 
 
 class _Block(nn.Module):
@@ -64,8 +64,9 @@ class _Block(nn.Module):
 
     roles = ()
 
-    def __init__(self, block):
-        super().__init__()
+    def __init__(self, block, _module_init=True):
+        if _module_init:
+            super().__init__()
         self.ir = block
         present = dict(block.children())
         unknown = set(present) - set(self.roles)
@@ -221,3 +222,25 @@ class Transition(_Block):
 
     def forward(self, x):
         return self.pool(self.conv(x))
+
+
+class ConvNeXtBlock(_Block):
+    """ConvNeXt block: ``x = downsample(x)`` where present, then
+    ``x + drop_path(layer_scale * fc2(fc1(dw(x))))``, ``fc1``/``fc2`` on each position's channels."""
+
+    roles = ("downsample", "dw", "fc1", "fc2")
+
+    def __init__(self, block):
+        # the layer scale first: as in torchvision's CNBlock, and as ir's tensors() lists it
+        nn.Module.__init__(self)
+        self.layer_scale = nn.Parameter(torch.full((block.channels,), block.layer_scale_init))
+        _Block.__init__(self, block, _module_init=False)
+        self._require("dw", "fc1", "fc2")
+        self.drop_path = block.drop_path
+
+    def forward(self, x):
+        if self.downsample is not None:
+            x = self.downsample(x)
+        y = self.dw(x).permute(0, 2, 3, 1)  # NHWC: the dense layers act on the channels
+        y = self.fc2(self.fc1(y)) * self.layer_scale
+        return x + drop_path(y.permute(0, 3, 1, 2), self.drop_path, self.training, self.ir.path)

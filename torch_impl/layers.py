@@ -12,7 +12,7 @@ from torch import nn
 from archspec import stochastic
 
 from .activations import make_activation
-from .batchnorm import BatchNorm
+from .norms import make_norm
 
 
 def _symmetric(padding):
@@ -43,19 +43,21 @@ class ConvBNAct(nn.Module):
         self.pad = None if sym else _f_pad(layer.padding)
         conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, stride=layer.stride,
                          padding=sym if sym else 0, groups=layer.groups, bias=layer.bias)
-        bn = BatchNorm(layer.bn, layer.norm_channels) if layer.bn is not None else None
-        # registered in execution order, so state_dict() lists tensors as ir's tensors() does
-        if layer.pre_activation:
-            self.bn, self.conv = bn, conv
-        else:
-            self.conv, self.bn = conv, bn
+        # The norm is the attribute its role names (``bn``, ``ln``); registered in execution order, so
+        # state_dict() lists tensors as ir's tensors() does.
+        self.norm_role = layer.bn.role if layer.bn is not None else None
+        if layer.pre_activation and self.norm_role:
+            self.add_module(self.norm_role, make_norm(layer.bn, layer.norm_channels))
+        self.conv = conv
+        if not layer.pre_activation and self.norm_role:
+            self.add_module(self.norm_role, make_norm(layer.bn, layer.norm_channels))
         self.pre_activation = layer.pre_activation
         # In place only on a tensor made here (conv or BN output), never on the caller's input.
         self.act = make_activation(layer.act, inplace=not (layer.pre_activation and layer.bn is None))
 
     def _norm_act(self, x):
-        if self.bn is not None:
-            x = self.bn(x)
+        if self.norm_role is not None:
+            x = self._modules[self.norm_role](x)
         return self.act(x)
 
     def forward(self, x):
@@ -68,16 +70,17 @@ class ConvBNAct(nn.Module):
 
 
 class NormAct(nn.Module):
-    """Batch norm (``bn``), then the activation."""
+    """A norm (attribute ``bn`` or ``ln``, by its role), then the activation."""
 
     def __init__(self, layer):
         super().__init__()
         self.ir = layer
-        self.bn = BatchNorm(layer.bn, layer.channels)
-        self.act = make_activation(layer.act, inplace=True)  # on the BN output made here
+        self.norm_role = layer.bn.role
+        self.add_module(self.norm_role, make_norm(layer.bn, layer.channels))
+        self.act = make_activation(layer.act, inplace=True)  # on the norm's output made here
 
     def forward(self, x):
-        return self.act(self.bn(x))
+        return self.act(self._modules[self.norm_role](x))
 
 
 class Pool(nn.Module):

@@ -46,6 +46,7 @@ def _locate(paths, name):
     """``(variable, kind)`` for canonical ``name``; kind says how the layout changes."""
     from tf_impl.batchnorm import BatchNorm
     from tf_impl.layers import Dense
+    from tf_impl.norms import LayerNorm
 
     owner, leaf = name.rsplit(".", 1)
     obj = paths.get(owner)
@@ -56,7 +57,7 @@ def _locate(paths, name):
         raise WeightError("keras model", other=[f"{name}: no layer at path {owner!r}"])
     holder = ("depthwise" if isinstance(obj, keras.layers.DepthwiseConv2D)
               else "conv" if isinstance(obj, keras.layers.Conv2D) else "dense" if isinstance(obj, Dense)
-              else "norm" if isinstance(obj, BatchNorm) else None)
+              else "norm" if isinstance(obj, (BatchNorm, LayerNorm)) else "free")  # free: a layer's own weight
     attr, kind = (holder and native("keras", holder, leaf)) or (None, None)
     variable = getattr(obj, attr, None) if attr else None
     if variable is None:

@@ -4,7 +4,8 @@ adapters (``torch_adapter``, ``keras_adapter``), the file formats (``formats.tor
 
 A canonical tensor ``<owner>.<leaf>`` has a *holder kind*, the kind of layer that owns it
 (:func:`holder_kind`): ``conv`` (a convolution), ``depthwise`` (a depthwise one, which Keras stores
-as ``(kh, kw, in, 1)``), ``dense`` or ``norm`` (batch norm). ``NATIVE[framework][kind][leaf]`` is
+as ``(kh, kw, in, 1)``), ``dense``, ``norm`` (a batch norm; a layer norm has its scale and bias
+only) or ``free`` (a block's own parameter: ConvNeXt's ``layer_scale``). ``NATIVE[framework][kind][leaf]`` is
 ``(native attribute, layout)``; the layout says how the array changes between canonical and native:
 
     same       no change
@@ -22,6 +23,7 @@ NATIVE = {
         "dense": {"kernel": ("weight", "dense"), "bias": ("bias", "same")},
         "norm": {"scale": ("weight", "same"), "bias": ("bias", "same"), "mean": ("running_mean", "same"),
                  "var": ("running_var", "same")},
+        "free": {"layer_scale": ("layer_scale", "same")},
     },
     "keras": {
         "conv": {"kernel": ("kernel", "same"), "bias": ("bias", "same")},
@@ -29,6 +31,7 @@ NATIVE = {
         "dense": {"kernel": ("kernel", "same"), "bias": ("bias", "same")},
         "norm": {"scale": ("gamma", "same"), "bias": ("beta", "same"), "mean": ("moving_mean", "same"),
                  "var": ("moving_variance", "same")},  # in this order: the variables of a Keras BatchNormalization
+        "free": {"layer_scale": ("layer_scale", "same")},
     },
 }
 
@@ -40,12 +43,15 @@ def native(framework, kind, leaf):
 
 def holder_kind(spec):
     """``{owner path: kind}`` of every weight-holding owner of ``spec``: a conv's ``<path>.conv``
-    (``conv`` or ``depthwise``), the ``<path>.bn`` of a conv or a norm layer (``norm``), an SE's
-    ``reduce``/``expand`` (``conv``), a dense layer's path (``dense``)."""
+    (``conv`` or ``depthwise``), the ``<path>.bn`` / ``<path>.ln`` of a conv or a norm layer (``norm``),
+    an SE's ``reduce``/``expand`` (``conv``), a dense layer's path (``dense``), and the path of any other
+    layer that holds a tensor itself (``free``: ConvNeXt's ``<block>.layer_scale``)."""
     out = {}
     for layer in spec.walk():
-        if getattr(layer, "bn", None) is not None:  # ConvBNAct, NormAct
-            out[f"{layer.path}.bn"] = "norm"
+        if getattr(layer, "bn", None) is not None:  # ConvBNAct, NormAct: bn or ln by the norm's role
+            out[f"{layer.path}.{layer.bn.role}"] = "norm"
+        if not isinstance(layer, ir.Dense) and any(t.name.rsplit(".", 1)[0] == layer.path for t in layer.tensors()):
+            out[layer.path] = "free"
         if isinstance(layer, ir.ConvBNAct):
             out[f"{layer.path}.conv"] = "depthwise" if layer.is_depthwise else "conv"
         elif isinstance(layer, ir.SqueezeExcite):

@@ -46,7 +46,8 @@ def _locate(model, name):
     except AttributeError:
         raise WeightError("torch model", other=[f"{name}: no module at path {owner!r}"]) from None
     holder = ("conv" if isinstance(module, nn.Conv2d) else "dense" if isinstance(module, nn.Linear)
-              else "norm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else None)
+              else "norm" if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm))
+              else "free")  # free: a module's own parameter (ConvNeXt's layer_scale)
     attr, kind = (holder and native("torch", holder, leaf)) or (None, None)
     tensor = getattr(module, attr, None) if attr else None
     if tensor is None:

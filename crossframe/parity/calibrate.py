@@ -77,7 +77,7 @@ def _calibrated(spec, seed, batch):
         model(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))))
     out = {k: np.asarray(v, np.float32) for k, v in torch_adapter.from_torch(model).items()}
     for conv in residual_branch_ends(spec):
-        if conv.bn is not None:
+        if isinstance(conv.bn, ir.BatchNorm):
             name = f"{conv.path}.bn.scale"
             out[name] = (out[name] * RESIDUAL_GAIN).astype(np.float32)
     return out

@@ -125,11 +125,13 @@ def structurally_zero_grads(spec):
 
     A conv bias followed by batch norm (the batch mean removes it), and the kernel of a 1x1
     depthwise conv followed by batch norm (a per-channel scale, which the batch variance removes).
+    Not a layer norm's (it normalises over channels, not over the batch) nor a pre-activation BN's
+    (it comes before the conv).
     Comparing their gradients across frameworks compares noise, so grad and step modes skip them.
     """
     out = set()
     for layer in spec.walk():
-        if isinstance(layer, ir.ConvBNAct) and layer.bn is not None:
+        if isinstance(layer, ir.ConvBNAct) and isinstance(layer.bn, ir.BatchNorm) and not layer.pre_activation:
             if layer.bias:
                 out.add(f"{layer.path}.conv.bias")
             if layer.kernel == 1 and layer.per_channel:

@@ -14,6 +14,8 @@ every canonical tensor from the spec, so no TensorFlow is imported and no model 
     Conv2D           vars/0 kernel (kh, kw, in/g, out) = canonical     vars/1 bias
     DepthwiseConv2D  vars/0 kernel (kh, kw, in, 1) <-> canonical (kh, kw, 1, in)   vars/1 bias
     BatchNorm        vars/0..3 gamma, beta, moving_mean, moving_variance = bn.scale, bias, mean, var
+    LayerNorm        vars/0..1 gamma, beta = ln.scale, bias
+    a block's own    vars/i (ConvNeXt's layer_scale), before its sub-layers' groups
     Dense            vars/0 kernel (in, out)   vars/1 bias
 
 Metadata: root attributes ``crossframe.<key>`` of the HDF5 file (Keras ignores them); a ``.keras``
@@ -71,9 +73,11 @@ def layout(spec):
             norm(c, g, c.norm_channels)
 
     def norm(layer, g, channels):
-        groups.append((f"{g}/bn", "bn"))
-        for i, leaf in enumerate(_BN_VARS):
-            datasets.append((f"{g}/bn/vars/{i}", f"{layer.path}.bn.{leaf}", "same", (channels,)))
+        role = layer.bn.role  # bn: gamma, beta, moving_mean, moving_variance; ln: gamma, beta
+        groups.append((f"{g}/{role}", role))
+        leaves = [t.name.rsplit(".", 1)[1] for t in layer.bn.tensors(role, channels)]
+        for i, leaf in enumerate(_BN_VARS[:len(leaves)]):
+            datasets.append((f"{g}/{role}/vars/{i}", f"{layer.path}.{role}.{leaf}", "same", (channels,)))
 
     def visit(layer, g):
         if isinstance(layer, ir.ConvBNAct):
@@ -91,6 +95,9 @@ def layout(spec):
             if layer.bias:
                 datasets.append((f"{g}/vars/1", f"{layer.path}.bias", "same", (layer.out_features,)))
         else:
+            own = [t for t in layer.tensors() if t.name.rsplit(".", 1)[0] == layer.path]  # ConvNeXt's layer_scale
+            for i, t in enumerate(own):  # a layer's own variables come before its sub-layers'
+                datasets.append((f"{g}/vars/{i}", t.name, "same", tuple(t.shape)))
             for role, child in layer.children():
                 groups.append((f"{g}/{role}", role))
                 visit(child, f"{g}/{role}")

@@ -7,7 +7,7 @@ The mapping is driven by the spec: every canonical tensor of ``spec.tensors()`` 
 key from the first rule that matches its unit, so nothing depends on the order of a state_dict.
 
 Pattern syntax (matched against the whole unit): ``.`` is a literal dot, ``{name}`` matches digits,
-``{name:a|b}`` one of the alternatives. Template syntax: ``{field}``, ``{field+N}``, ``{field-N}``,
+``{name:a|b}`` one of the alternatives. Template syntax: ``{field}``, ``{field+N}``, ``{field-N}``, ``{M*field+N}`` (ConvNeXt's ``features.{2*i+1}``),
 where a field is a pattern group or one of the fields computed from the spec for the block the
 unit belongs to:
 
@@ -18,7 +18,8 @@ unit belongs to:
 
 A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an expand conv),
 ``layout="conv1x1"`` (a canonical dense layer stored as a 1x1 ``nn.Conv2d``, timm MobileNetV3's
-``conv_head``) and ``first=True`` (the library's module registers this unit before the block's
+``conv_head``), ``layout="c11"`` (a free per-channel parameter stored as (C, 1, 1), torchvision ConvNeXt's
+``layer_scale``) and ``first=True`` (the library's module registers this unit before the block's
 other units, torchvision RegNet's ``proj``: written first, so a state_dict keeps the library's order). Leaves and layouts follow the unit's kind:
 
     conv   kernel -> weight (HWIO <-> OIHW)        bias -> bias
@@ -91,15 +92,17 @@ def _compile(pattern):
 
 def _fill(template, fields, where):
     def sub(m):
-        name, sign, num = m.group(1), m.group(2), m.group(3)
+        times, name, sign, num = m.group(1), m.group(2), m.group(3), m.group(4)
         if name not in fields:
             raise KeyError(f"{where}: template {template!r} uses field {name!r}, which this unit lacks")
         value = fields[name]
+        if times:
+            value = int(times) * int(value)
         if sign:
             value = int(value) + (int(num) if sign == "+" else -int(num))
         return str(value)
 
-    return re.sub(r"\{(\w+)(?:([+-])(\d+))?\}", sub, template)
+    return re.sub(r"\{(?:(\d+)\*)?(\w+)(?:([+-])(\d+))?\}", sub, template)
 
 
 def _block_fields(spec):
@@ -115,8 +118,10 @@ def _block_fields(spec):
 
 
 def _unit_kind(unit, tensors):
-    if unit.endswith(".bn"):
+    if unit.endswith((".bn", ".ln")):
         return "norm"
+    if f"{unit}.layer_scale" in tensors:
+        return "free"
     kernel = tensors.get(f"{unit}.kernel")
     return "conv" if kernel is not None and len(kernel) == 4 else "dense"
 
@@ -124,6 +129,8 @@ def _unit_kind(unit, tensors):
 def _foreign_shape(shape, layout):
     if layout == "conv1x1":  # a library's 1x1 conv that is our dense layer
         return (shape[1], shape[0], 1, 1)
+    if layout == "c11":  # a per-channel parameter kept as (C, 1, 1) to broadcast over NCHW
+        return (*shape, 1, 1)
     return native_shape(layout, shape)
 
 
@@ -181,12 +188,14 @@ def name_table(spec, table, library):
             foreign_leaf = found[0]
             if leaf == "kernel":
                 layout = rule.layout or kind
+            elif kind == "free":
+                layout = rule.layout or "same"
             else:
                 layout = "same"
             entries.append(Entry(name, f"{prefix}.{foreign_leaf}", layout, shapes[name],
                                  _foreign_shape(shapes[name], layout)))
             order.append((groups.setdefault(block or unit, len(groups)), 0 if rule.first else 1))
-        if kind == "norm":
+        if kind == "norm" and unit.endswith(".bn"):  # a batch norm: torch adds num_batches_tracked
             bn_prefixes[prefix] = unit
     if unmapped:
         raise WeightError(f"{library} names for {spec.name}", other=[
@@ -207,6 +216,8 @@ def _to_canonical_layout(array, layout):
         return np.transpose(array)
     if layout == "conv1x1":  # (out, in, 1, 1) -> (in, out)
         return np.transpose(array[:, :, 0, 0])
+    if layout == "c11":  # (C, 1, 1) -> (C,)
+        return array.reshape(array.shape[0])
     return array
 
 
@@ -217,6 +228,8 @@ def _from_canonical_layout(array, layout):
         return np.transpose(array)
     if layout == "conv1x1":
         return np.transpose(array)[:, :, None, None]
+    if layout == "c11":
+        return array[:, None, None]
     return array
 
 

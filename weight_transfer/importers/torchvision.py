@@ -111,6 +111,22 @@ TABLE = {
         Rule("final_norm.bn", "features.norm5"),
         Rule("classifier", "classifier"),
     ],
+    # features.0 stem (conv, LayerNorm2d); features.{2i+1}.{j} CNBlock: layer_scale (C, 1, 1), block (0 dw conv,
+    # 2 LayerNorm, 3 Linear, 5 Linear); features.{2i} (i >= 1): LayerNorm2d, 2x2 conv (our first block's
+    # downsample, registered before the stage); classifier: 0 LayerNorm2d, 2 Linear.
+    "convnext": [
+        Rule("stem.conv", "features.0.0"),
+        Rule("stem.ln", "features.0.1"),
+        Rule("stages.{i}.blocks.{j}.downsample.ln", "features.{2*i}.0", first=True),
+        Rule("stages.{i}.blocks.{j}.downsample.conv", "features.{2*i}.1", first=True),
+        Rule("stages.{i}.blocks.{j}", "features.{2*i+1}.{j}", layout="c11"),
+        Rule("stages.{i}.blocks.{j}.dw.conv", "features.{2*i+1}.{j}.block.0"),
+        Rule("stages.{i}.blocks.{j}.dw.ln", "features.{2*i+1}.{j}.block.2"),
+        Rule("stages.{i}.blocks.{j}.fc1", "features.{2*i+1}.{j}.block.3"),
+        Rule("stages.{i}.blocks.{j}.fc2", "features.{2*i+1}.{j}.block.5"),
+        Rule("head_norm.ln", "classifier.0"),
+        Rule("classifier", "classifier.2"),
+    ],
     # stage{i+2}.{j}: branch1 (stride 2 only: dw conv, BN, 1x1 conv, BN, ReLU),
     # branch2 (1x1 conv, BN, ReLU, dw conv, BN, 1x1 conv, BN, ReLU).
     "shufflenet_v2": [
@@ -145,6 +161,7 @@ _MODELS = (
     "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "densenet121", "densenet161", "densenet169", "densenet201",
+    "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
 )
 
 
@@ -160,6 +177,8 @@ def _build(name, num_classes=None):
         model.fc = torch.nn.Identity()
     elif isinstance(getattr(model, "classifier", None), torch.nn.Linear):  # DenseNet
         model.classifier = torch.nn.Identity()
+    elif type(model).__name__ == "ConvNeXt":  # classifier: LayerNorm2d, Flatten, Linear: the norm stays
+        model.classifier[-1] = torch.nn.Identity()
     else:
         model.classifier[-1] = torch.nn.Identity()
     return model
