@@ -72,8 +72,9 @@ def test_clean_network_every_layer_within_tolerance(spec, b):
     assert len(result.records) == len(list(spec.walk()))
     assert result.passed and result.first_failure is None, format_diff(result)
     for r in result.records:
-        assert 0 <= r.rel <= r.tolerance == 1e-5
         assert 0 < r.floor < 1e-5, r  # float32 vs float64 was measured per layer
+        # the parity band per layer: 1e-5, or 4x the layer's own floor where higher (as parity judges)
+        assert 0 <= r.rel <= r.tolerance == max(1e-5, 4 * r.floor)
     assert "every layer within tolerance" in format_diff(result)
 
 

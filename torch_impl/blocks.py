@@ -241,6 +241,5 @@ class ConvNeXtBlock(_Block):
     def forward(self, x):
         if self.downsample is not None:
             x = self.downsample(x)
-        y = self.dw(x).permute(0, 2, 3, 1)  # NHWC: the dense layers act on the channels
-        y = self.fc2(self.fc1(y)) * self.layer_scale
-        return x + drop_path(y.permute(0, 3, 1, 2), self.drop_path, self.training, self.ir.path)
+        y = self.fc2(self.fc1(self.dw(x))) * self.layer_scale[:, None, None]  # the dense layers act on channels
+        return x + drop_path(y, self.drop_path, self.training, self.ir.path)

@@ -150,7 +150,10 @@ class Flatten(nn.Module):
 
 
 class Dense(nn.Linear):
-    """``nn.Linear`` (so its weights are ``<path>.weight``/``<path>.bias``) followed by the IR's activation."""
+    """``nn.Linear`` (so its weights are ``<path>.weight``/``<path>.bias``) followed by the IR's activation.
+
+    On an NCHW input (ConvNeXt's per-position layers) it acts on the channels and returns NCHW, as
+    every other layer here: the channels-last view in, a view back out (no copies between two of them)."""
 
     def __init__(self, layer):
         super().__init__(layer.in_features, layer.out_features, bias=layer.bias)
@@ -158,6 +161,8 @@ class Dense(nn.Linear):
         self.act = make_activation(layer.act)
 
     def forward(self, x):
+        if x.dim() == 4:
+            return self.act(super().forward(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
         return self.act(super().forward(x))
 
 

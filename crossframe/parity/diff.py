@@ -3,7 +3,9 @@
 ``diff_networks`` runs the same input through two runners (same weights as ``crossframe parity``
 by default), captures every layer's output by canonical path (:mod:`.capture`) and measures each
 with the parity metric, ``rel = max|a - b| / max|b|`` (``b`` is the reference), against the
-parity tolerance of the dtype, precision and mode. Layers are listed in execution order: a block's
+parity band: the tolerance of the dtype, precision and mode, or in float32 eval 4x the layer's own
+float32-vs-float64 floor where that is higher (``harness.band``, as ``parity`` judges a whole network;
+a deep DenseNet at 32 px has floors of 1.1e-5 in its last layers). Layers are listed in execution order: a block's
 sub-layers before the block, whose output they make, so the first layer out of tolerance is the
 earliest place the two frameworks part.
 """
@@ -16,7 +18,7 @@ from typing import Optional, Tuple
 
 from .calibrate import calibrated_weights
 from .capture import capture
-from .harness import ORDER, _inputs
+from .harness import ORDER, _inputs, band
 from .metrics import rel_error, tolerance
 from .runners import make_runner
 from archspec.errors import ConfigError
@@ -143,9 +145,11 @@ def diff_networks(spec, a, b, weights=None, weights_a=None, weights_b=None, spec
     for index, (layer, depth) in enumerate(order):
         ya, yb = outputs["a"][layer.path], outputs["b"][layer.path]
         rel = _rel(ya, yb)
+        floor_here = floors.get(layer.path, math.nan)
+        layer_tol = band(tol, floor_here, mode, dtype)  # as parity judges a network: 4x its own floor where higher
         records.append(LayerRecord(spec.name, f"{a}-{b}", mode, index, depth, layer.path, layer.kind,
-                                   tuple(int(d) for d in yb.shape[1:]), rel, floors.get(layer.path, math.nan),
-                                   tol, bool(rel <= tol)))
+                                   tuple(int(d) for d in yb.shape[1:]), rel, floor_here, layer_tol,
+                                   bool(rel <= layer_tol)))
     return DiffResult(spec.name, a, b, mode, tol, records)
 
 
