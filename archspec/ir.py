@@ -40,13 +40,21 @@ ACTIVATIONS = {
 }
 
 
+# The kind of a canonical tensor, from the layer that holds it: each framework maps (kind, leaf) to its
+# native name and layout in one table (weight_transfer/native_names.py).
+TENSOR_KINDS = ("conv", "depthwise", "dense", "norm", "free")
+
+
 @dataclass(frozen=True)
 class Tensor:
-    """One canonical weight: its name, shape (canonical layout) and whether it is trained."""
+    """One canonical weight: its name, shape (canonical layout), whether it is trained, and its kind
+    (:data:`TENSOR_KINDS`: a conv's or depthwise conv's kernel and bias, a dense layer's, a norm's
+    scale, bias and statistics, or a free parameter of a block such as ConvNeXt's layer scale)."""
 
     name: str
     shape: Shape
     trainable: bool = True
+    kind: str = "free"
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,10 @@ class BatchNorm:
 
     def tensors(self, path: str, channels: int):
         return (
-            Tensor(f"{path}.scale", (channels,)),
-            Tensor(f"{path}.bias", (channels,)),
-            Tensor(f"{path}.mean", (channels,), trainable=False),
-            Tensor(f"{path}.var", (channels,), trainable=False),
+            Tensor(f"{path}.scale", (channels,), kind="norm"),
+            Tensor(f"{path}.bias", (channels,), kind="norm"),
+            Tensor(f"{path}.mean", (channels,), trainable=False, kind="norm"),
+            Tensor(f"{path}.var", (channels,), trainable=False, kind="norm"),
         )
 
 
@@ -85,7 +93,7 @@ class LayerNorm:
     role = "ln"
 
     def tensors(self, path: str, channels: int):
-        return (Tensor(f"{path}.scale", (channels,)), Tensor(f"{path}.bias", (channels,)))
+        return (Tensor(f"{path}.scale", (channels,), kind="norm"), Tensor(f"{path}.bias", (channels,), kind="norm"))
 
 
 # A layer's norm: one of these, or None (no norm). ``norm.role`` names it in every framework.
@@ -167,10 +175,11 @@ class ConvBNAct(Layer):
 
     def tensors(self):
         """In execution order: the conv's, then the norm's (the norm's first in pre-activation)."""
+        kind = "depthwise" if self.is_depthwise else "conv"
         conv = [Tensor(f"{self.path}.conv.kernel",
-                       (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels))]
+                       (self.kernel, self.kernel, self.in_channels // self.groups, self.out_channels), kind=kind)]
         if self.bias:
-            conv.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,)))
+            conv.append(Tensor(f"{self.path}.conv.bias", (self.out_channels,), kind=kind))
         norm = list(self.bn.tensors(f"{self.path}.{self.bn.role}", self.norm_channels)) if self.bn is not None else []
         return tuple(norm + conv if self.pre_activation else conv + norm)
 
@@ -216,10 +225,10 @@ class SqueezeExcite(Layer):
     def tensors(self):
         c, r = self.channels, self.reduced
         return (
-            Tensor(f"{self.path}.reduce.kernel", (1, 1, c, r)),
-            Tensor(f"{self.path}.reduce.bias", (r,)),
-            Tensor(f"{self.path}.expand.kernel", (1, 1, r, c)),
-            Tensor(f"{self.path}.expand.bias", (c,)),
+            Tensor(f"{self.path}.reduce.kernel", (1, 1, c, r), kind="conv"),
+            Tensor(f"{self.path}.reduce.bias", (r,), kind="conv"),
+            Tensor(f"{self.path}.expand.kernel", (1, 1, r, c), kind="conv"),
+            Tensor(f"{self.path}.expand.bias", (c,), kind="conv"),
         )
 
     @property
@@ -395,7 +404,7 @@ class ConvNeXtBlock(Layer):
 
     def tensors(self):
         """The layer scale first (a module's own parameter comes before its children's in PyTorch)."""
-        return (Tensor(f"{self.path}.layer_scale", (self.channels,)),) + super().tensors()
+        return (Tensor(f"{self.path}.layer_scale", (self.channels,), kind="free"),) + super().tensors()
 
 
 @dataclass(frozen=True)
@@ -438,9 +447,9 @@ class Dense(Layer):
     kind = "dense"
 
     def tensors(self):
-        out = [Tensor(f"{self.path}.kernel", (self.in_features, self.out_features))]
+        out = [Tensor(f"{self.path}.kernel", (self.in_features, self.out_features), kind="dense")]
         if self.bias:
-            out.append(Tensor(f"{self.path}.bias", (self.out_features,)))
+            out.append(Tensor(f"{self.path}.bias", (self.out_features,), kind="dense"))
         return tuple(out)
 
     @property

@@ -60,3 +60,20 @@ def test_the_table_names_every_tensor_as_the_frameworks_do(name):
         assert (variable.name, layout) == native("keras", holders[owner], leaf), t.name
         assert tuple(variable.shape) == native_shape(layout, t.shape), t.name
     assert {kind for kind in holders.values()} <= set(NATIVE["torch"]) == set(NATIVE["keras"])
+
+
+def test_every_tensor_of_the_zoo_has_a_kind_each_framework_names():
+    """The IR gives every canonical tensor a kind (archspec.ir.Tensor.kind); NATIVE names its leaf in
+    every framework; a conv kernel is 'depthwise' exactly when its layer is a depthwise conv."""
+    from archspec import ir
+
+    for variant in archspec.list_variants():
+        spec = archspec.load(variant)
+        depthwise = {f"{layer.path}.conv" for layer in spec.walk()
+                     if isinstance(layer, ir.ConvBNAct) and layer.is_depthwise}
+        for t in spec.tensors():
+            owner, leaf = t.name.rsplit(".", 1)
+            assert t.kind in ir.TENSOR_KINDS, (variant, t)
+            assert (t.kind == "depthwise") == (owner in depthwise), (variant, t)
+            for framework in NATIVE:
+                assert native(framework, t.kind, leaf) is not None, (variant, framework, t)

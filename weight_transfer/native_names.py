@@ -2,8 +2,8 @@
 adapters (``torch_adapter``, ``keras_adapter``), the file formats (``formats.torch``,
 ``formats.keras``) and the library importers (``importers._state_dict``, ``importers.keras_applications``).
 
-A canonical tensor ``<owner>.<leaf>`` has a *holder kind*, the kind of layer that owns it
-(:func:`holder_kind`): ``conv`` (a convolution), ``depthwise`` (a depthwise one, which Keras stores
+A canonical tensor ``<owner>.<leaf>`` has a *kind* (``archspec.ir.Tensor.kind``, set by the IR layer that
+holds it; :func:`holder_kind` maps owners to it): ``conv`` (a convolution), ``depthwise`` (a depthwise one, which Keras stores
 as ``(kh, kw, in, 1)``), ``dense``, ``norm`` (a batch norm; a layer norm has its scale and bias
 only) or ``free`` (a block's own parameter: ConvNeXt's ``layer_scale``). ``NATIVE[framework][kind][leaf]`` is
 ``(native attribute, layout)``; the layout says how the array changes between canonical and native:
@@ -36,29 +36,21 @@ NATIVE = {
 }
 
 
+assert all(set(table) == set(ir.TENSOR_KINDS) for table in NATIVE.values()), "NATIVE lacks a tensor kind"
+
+
 def native(framework, kind, leaf):
     """``(native attribute, layout)`` of canonical ``leaf`` held by a layer of ``kind``; None if it has none."""
     return NATIVE[framework][kind].get(leaf)
 
 
 def holder_kind(spec):
-    """``{owner path: kind}`` of every weight-holding owner of ``spec``: a conv's ``<path>.conv``
-    (``conv`` or ``depthwise``), the ``<path>.bn`` / ``<path>.ln`` of a conv or a norm layer (``norm``),
-    an SE's ``reduce``/``expand`` (``conv``), a dense layer's path (``dense``), and the path of any other
-    layer that holds a tensor itself (``free``: ConvNeXt's ``<block>.layer_scale``)."""
-    out = {}
-    for layer in spec.walk():
-        if getattr(layer, "bn", None) is not None:  # ConvBNAct, NormAct: bn or ln by the norm's role
-            out[f"{layer.path}.{layer.bn.role}"] = "norm"
-        if not isinstance(layer, ir.Dense) and any(t.name.rsplit(".", 1)[0] == layer.path for t in layer.tensors()):
-            out[layer.path] = "free"
-        if isinstance(layer, ir.ConvBNAct):
-            out[f"{layer.path}.conv"] = "depthwise" if layer.is_depthwise else "conv"
-        elif isinstance(layer, ir.SqueezeExcite):
-            out[f"{layer.path}.reduce"] = out[f"{layer.path}.expand"] = "conv"
-        elif isinstance(layer, ir.Dense):
-            out[layer.path] = "dense"
-    return out
+    """``{owner path: kind}`` of every weight-holding owner of ``spec`` (``<owner>.<leaf>`` is a canonical
+    tensor): the kind the IR gives its tensors (``archspec.ir.Tensor.kind``): a conv's ``<path>.conv``
+    (``conv`` or ``depthwise``), a norm's ``<path>.bn`` / ``<path>.ln`` (``norm``), an SE's
+    ``reduce``/``expand`` (``conv``), a dense layer's path (``dense``), a block holding a tensor itself
+    (``free``: ConvNeXt's ``<block>.layer_scale``)."""
+    return {t.name.rsplit(".", 1)[0]: t.kind for t in spec.tensors()}
 
 
 def native_shape(layout, shape):

@@ -41,7 +41,7 @@ import numpy as np
 from ..canonical import check
 from ..errors import WeightError
 from ..files import atomic_write
-from ..native_names import native, native_shape
+from ..native_names import holder_kind, native, native_shape
 
 NUM_BATCHES_TRACKED = "num_batches_tracked"
 
@@ -117,15 +117,6 @@ def _block_fields(spec):
     return out, {"S": stages, "B": len(blocks)}
 
 
-def _unit_kind(unit, tensors):
-    if unit.endswith((".bn", ".ln")):
-        return "norm"
-    if f"{unit}.layer_scale" in tensors:
-        return "free"
-    kernel = tensors.get(f"{unit}.kernel")
-    return "conv" if kernel is not None and len(kernel) == 4 else "dense"
-
-
 def _foreign_shape(shape, layout):
     if layout == "conv1x1":  # a library's 1x1 conv that is our dense layer
         return (shape[1], shape[0], 1, 1)
@@ -142,6 +133,7 @@ def name_table(spec, table, library):
         raise WeightError(f"{library} names for {spec.name}", other=[
             f"no {library} name table for archspec family {spec.family!r} (tables: {', '.join(sorted(table))})"])
     shapes = {t.name: tuple(t.shape) for t in spec.tensors()}
+    kinds = holder_kind(spec)
     block_fields, global_fields = _block_fields(spec)
     units = {}
     for name in shapes:
@@ -178,7 +170,7 @@ def name_table(spec, table, library):
         except KeyError as err:  # a rule of the table asks for a field this unit does not have
             unmapped.append(f"{unit} ({err.args[0]})")
             continue
-        kind = _unit_kind(unit, shapes)
+        kind = kinds[unit]
         for name in names:
             leaf = name.rsplit(".", 1)[1]
             found = native("torch", kind, leaf)
@@ -187,7 +179,7 @@ def name_table(spec, table, library):
                 continue
             foreign_leaf = found[0]
             if leaf == "kernel":
-                layout = rule.layout or kind
+                layout = rule.layout or found[1]
             elif kind == "free":
                 layout = rule.layout or "same"
             else:
