@@ -5,8 +5,8 @@ calibrated in Keras on an image-like batch is saved with ``save_weights``; ``rea
 weights; our Keras, PyTorch and Flax renderings of the library-named spec must compute the Keras
 model's logits on the same raw input at rel <= 1e-5 (float32), at an even and an odd input size;
 ``write`` must reproduce the file's tensors bit for bit and load with plain ``load_weights``.
-EfficientNet-B4..B7 and ResNet-101/152 (and every network at its native resolution) are
-``heavy``.
+EfficientNet-B4..B7, ResNet-101/152 and ConvNeXt-Base/Large (and every network at its native
+resolution) are ``heavy``.
 """
 
 import numpy as np
@@ -40,7 +40,8 @@ precision.configure_tf("strict")
 TOL = 1e-5
 LARGE = {"keras/EfficientNetB4", "keras/EfficientNetB5", "keras/EfficientNetB6", "keras/EfficientNetB7",
          "keras/EfficientNetB4_imagenet", "keras/EfficientNetB5_imagenet", "keras/EfficientNetB6_imagenet",
-         "keras/EfficientNetB7_imagenet", "keras/ResNet101", "keras/ResNet152"}
+         "keras/EfficientNetB7_imagenet", "keras/ResNet101", "keras/ResNet152", "keras/ConvNeXtBase",
+         "keras/ConvNeXtLarge"}
 
 # (architecture, input size): reduced even and odd sizes in the default suite. The odd sizes put odd
 # feature maps in front of stride-2 convs (Keras MobileNet's fixed ((0, 1), (0, 1)) padding differs
@@ -50,7 +51,7 @@ DEFAULT = [
     ("keras/MobileNetV2", 128), ("keras/MobileNetV2", 97), ("keras/MobileNetV2_035", 113),
     ("keras/MobileNetV3Small", 128), ("keras/MobileNetV3Small", 97), ("keras/MobileNetV3Large", 113),
     ("keras/EfficientNetB0", 128), ("keras/EfficientNetB0_imagenet", 97),
-    ("keras/ResNet50", 64), ("keras/DenseNet121", 64),
+    ("keras/ResNet50", 64), ("keras/DenseNet121", 64), ("keras/ConvNeXtTiny", 64),
 ]
 # Heavy: every architecture at its native resolution, the large ones also at an odd size, and
 # EfficientNet-B1..B3 at reduced sizes (their width and depth rounding is checked in the default
@@ -94,7 +95,8 @@ def realistic_keras_model(name, size, seed=0):
         # A plain stack (MobileNet V1: 27 convs, no residual) with zero-mean random depthwise kernels
         # is chaotic: its float32-vs-float64 floor reached 7.5e-6 at 128 px, too close to 1e-5 for the
         # comparison to mean anything. Low-pass (positive) depthwise kernels, as trained MobileNets
-        # mostly have, bring it to 2.4e-6.
+        # mostly have, bring it to 2.4e-6. ConvNeXt comes here too (its residual branches end in a
+        # layer scale, N(0, 0.1) here, not a BN): 1e-6 at 64 px with these kernels or zero-mean ones.
         rng = np.random.default_rng(seed + 100)
         for layer in spec.walk():
             if layer.kind == "conv_bn_act" and layer.groups > 1:
@@ -235,7 +237,8 @@ def test_architectures_are_the_registered_keras_variants():
     assert names == sorted(n for n in archspec.list_variants() if n.startswith("keras/"))
     for required in ("keras/MobileNet", "keras/MobileNetV2", "keras/MobileNetV3Small", "keras/MobileNetV3Large",
                      *(f"keras/EfficientNetB{i}" for i in range(8)), "keras/ResNet50", "keras/ResNet101",
-                     "keras/ResNet152", "keras/DenseNet121", "keras/DenseNet169", "keras/DenseNet201"):
+                     "keras/ResNet152", "keras/DenseNet121", "keras/DenseNet169", "keras/DenseNet201",
+                     "keras/ConvNeXtTiny", "keras/ConvNeXtSmall", "keras/ConvNeXtBase", "keras/ConvNeXtLarge"):
         assert required in names
     from weight_transfer import importers
     assert importers.get("keras-applications") is ka and ka.LIBRARY == "keras-applications"
@@ -256,6 +259,18 @@ def test_conventions_are_keras():
         assert (bn.eps, bn.decay, bn.running_var) == (1.001e-5, 0.99, "biased")
     v3 = archspec.load("keras/MobileNetV3Small")
     assert v3.layers[0].kind == "preprocess" and v3.layers[0].addend == (-1.0,) * 3
+    # ConvNeXt: PreStem Normalization on 0..255 pixels (ImageNet mean * 255, variance (std * 255)**2),
+    # layer norms eps 1e-6, built with drop_path_rate 0
+    mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+    for name in ("keras/ConvNeXtTiny", "keras/ConvNeXtSmall", "keras/ConvNeXtBase", "keras/ConvNeXtLarge"):
+        spec = archspec.load(name)
+        pre = spec.layers[0]
+        assert pre.kind == "preprocess"
+        np.testing.assert_allclose(pre.multiplier, 1 / std, rtol=1e-12)
+        np.testing.assert_allclose(pre.addend, -mean / std, rtol=1e-12)
+        assert spec.convention("layer_norm").eps == 1e-6
+        assert {b.drop_path for b in spec.walk() if b.kind == "convnext_block"} == {0.0}
+        assert spec.params == archspec.load(name.replace("keras/ConvNeXt", "convnext_").lower()).params
 
 
 # -- files -----------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ NATIVE = {
 
 assert all(set(table) == set(ir.TENSOR_KINDS) for table in NATIVE.values()), "NATIVE lacks a tensor kind"
 
+# Where a library's own models name a tensor otherwise than our renderers do: Keras Applications'
+# ConvNeXt keeps the layer scale in a LayerScale layer, as its attribute ``gamma``.
+LIBRARY_NATIVE = {"keras-applications": {"free": {"layer_scale": ("gamma", "same")}}}
+
 
 def native(framework, kind, leaf):
     """``(native attribute, layout)`` of canonical ``leaf`` held by a layer of ``kind``; None if it has none."""

@@ -3,7 +3,9 @@
 Architectures are the registered ``keras/...`` variants of ``archspec/specs/library_keras.json``;
 each names the Keras function (and ``alpha``) it is. Foreign names are ``<keras layer>/<variable>``,
 Keras 3's own variable paths (``block1a_dwconv/kernel``, ``stem_bn/moving_variance``,
-``predictions/bias``), one table per network family below, driven by ``spec.tensors()``:
+``predictions/bias``), one table per network family below, driven by ``spec.tensors()``; a layer of a
+nested model (ConvNeXt's ``Sequential`` stem and downsampling blocks) is named by its own name
+(``convnext_tiny_stem_conv/kernel``, not ``convnext_tiny_stem/convnext_tiny_stem_conv/kernel``):
 
     Conv2D           kernel (kh, kw, in, out): canonical as is            bias
     DepthwiseConv2D  kernel (kh, kw, in, 1) <-> canonical (kh, kw, 1, in)
@@ -11,13 +13,23 @@ Keras 3's own variable paths (``block1a_dwconv/kernel``, ``stem_bn/moving_varian
     Dense            kernel (in, out), bias
     1x1 Conv2D head  kernel (1, 1, in, out) <-> dense kernel (in, out)   (MobileNet's conv_preds,
                      MobileNetV3's conv_2 and logits, on pooled features)
+    LayerNorm        gamma beta  <-> ln.scale ln.bias                     (ConvNeXt)
+    LayerScale       gamma (C,)  <-> layer_scale   (Keras names the variable ``variable``; the key uses
+                     the attribute, ``gamma``)
+    ConvNeXt's 7x7 depthwise conv is a ``Conv2D(groups=C)``: kernel (7, 7, 1, C), canonical as is.
 
 EfficientNet's ``Normalization`` layer (after ``Rescaling(1/255)``) keeps its mean and variance as
 weights; the spec's ``preprocessing`` holds them instead, so they are checked, not imported:
 ``keras/EfficientNetBn`` expects the values a fresh ``weights=None`` model holds (mean 0,
 variance 1), ``keras/EfficientNetBn_imagenet`` the ImageNet ones. That layer is the only one
 keras.applications leaves unnamed (its name depends on how many were built before in the process),
-so its keys are ``normalization/{mean,variance,count}`` whatever the layer's name.
+so its keys are ``normalization/{mean,variance,count}`` whatever the layer's name. ConvNeXt's
+``Normalization`` (ImageNet mean and variance in 0..255 units, no ``Rescaling``) is built with its
+values, which makes them constants, not variables: its files hold nothing of it, and the spec's
+``preprocessing`` says the same (checked against Keras' numbers when the reference model is built).
+``ConvNeXtX(include_top=False, pooling='avg')`` ends in an unnamed ``LayerNormalization``; its keys
+are those of the ``include_top`` model's (``convnext_tiny_head_layernorm/{gamma,beta}``), so a
+headless file differs from a full one by the classifier alone.
 
 Files: ``read`` takes a Keras 3 ``.weights.h5`` (``model.save_weights``), the weights inside a
 ``.keras`` archive (read directly from the zip with h5py: no config is deserialised, no code runs)
@@ -39,7 +51,7 @@ import numpy as np
 from ..canonical import check
 from ..errors import WeightError
 from ..files import FORMAT, _version, atomic_write
-from ..native_names import NATIVE, native_shape
+from ..native_names import LIBRARY_NATIVE, NATIVE, native_shape
 
 LIBRARY = "keras-applications"
 
@@ -65,6 +77,10 @@ _ARCHS = {
     "keras/DenseNet121": ("densenet", "DenseNet121", {}),
     "keras/DenseNet169": ("densenet", "DenseNet169", {}),
     "keras/DenseNet201": ("densenet", "DenseNet201", {}),
+    "keras/ConvNeXtTiny": ("convnext", "ConvNeXtTiny", {}),
+    "keras/ConvNeXtSmall": ("convnext", "ConvNeXtSmall", {}),
+    "keras/ConvNeXtBase": ("convnext", "ConvNeXtBase", {}),
+    "keras/ConvNeXtLarge": ("convnext", "ConvNeXtLarge", {}),
 }
 
 # Top-level layers: canonical path -> (conv layer, BN layer) (a transition: of its conv; a norm_act: BN
@@ -122,7 +138,25 @@ def _child_names(kind, prefix, role):
 
 
 _BN_VARS = {leaf: name for leaf, (name, _) in NATIVE["keras"]["norm"].items()}
+_LN_VARS = {leaf: _BN_VARS[leaf] for leaf in ("scale", "bias")}  # a Keras LayerNormalization's: gamma, beta
+_LAYER_SCALE_VAR = LIBRARY_NATIVE[LIBRARY]["free"]["layer_scale"][0]  # ConvNeXt's LayerScale.gamma
 _NORMALIZATION = ("normalization/mean", "normalization/variance", "normalization/count")
+_AUTO_LAYER_NORM = re.compile(r"layer_normalization(_\d+)?")  # Keras' name for an unnamed LayerNormalization
+
+
+def _layer_key(cls, name, head_norm=None):
+    """The layer part of a foreign key: the layer's name, but for the two layers keras.applications
+    leaves unnamed (their names count how many were built before in the process).
+
+    ``cls`` is the layer's class in snake case (``layer_normalization``). EfficientNet's
+    ``Normalization`` is ``normalization``; an unnamed ``LayerNormalization`` (ConvNeXt's, after the
+    pooling of ``include_top=False``) is ``head_norm``, the name the ``include_top`` model gives it.
+    """
+    if cls == "normalization":
+        return "normalization"
+    if cls == "layer_normalization" and head_norm and _AUTO_LAYER_NORM.fullmatch(name):
+        return head_norm
+    return name
 
 
 # -- the name table -----------------------------------------------------------------------------
@@ -154,6 +188,8 @@ def _bn_entries(owner, bn_name):
 def _table(spec):
     """``[(canonical name, foreign key, layout)]`` in ``spec.tensors()`` order; layout: same, depthwise, conv1x1."""
     kind = _arch(spec)[0]
+    if kind == "convnext":
+        return _convnext_table(spec)
     top = _TOP[kind]
     entries, index, stages = [], 0, {}
     for layer in spec.layers:
@@ -183,6 +219,67 @@ def _table(spec):
             entries.append((f"{layer.path}.kernel", f"{keras_name}/kernel", "conv1x1" if conv1x1 else "same"))
             if layer.bias:
                 entries.append((f"{layer.path}.bias", f"{keras_name}/bias", "same"))
+        else:
+            raise ValueError(f"{spec.name}: layer {layer.path!r} ({layer.kind}) has no Keras Applications name")
+    return entries
+
+
+def _model_name(spec):
+    """Keras' name of the model, the prefix of its ConvNeXt layer names: ``ConvNeXtTiny`` -> ``convnext_tiny``."""
+    return "convnext_" + _arch(spec)[1].removeprefix("ConvNeXt").lower()
+
+
+def _head_norm_name(spec):
+    """Keras' name of ConvNeXt's head LayerNormalization (None for the other families)."""
+    return f"{_model_name(spec)}_head_layernorm" if _arch(spec)[0] == "convnext" else None
+
+
+def _conv_ln_entries(layer, conv_name, ln_name):
+    """(canonical, foreign, layout) for a conv with a layer norm, in ``layer.tensors()`` order (norm first
+    in a downsampling block). A grouped ``Conv2D`` kernel (kh, kw, in/groups, out) is canonical as is."""
+    keras = {"conv.kernel": f"{conv_name}/kernel", "conv.bias": f"{conv_name}/bias",
+             **{f"ln.{leaf}": f"{ln_name}/{var}" for leaf, var in _LN_VARS.items()}}
+    out = []
+    for t in layer.tensors():
+        leaf = t.name[len(layer.path) + 1:]
+        if leaf not in keras:
+            raise ValueError(f"{t.name}: no Keras ConvNeXt counterpart")
+        out.append((t.name, keras[leaf], "same"))
+    return out
+
+
+def _convnext_table(spec):
+    """ConvNeXt's names (``keras.applications.convnext``; ``m`` the model's name, ``convnext_tiny``):
+    ``m_stem_conv``/``m_stem_layernorm`` (in the Sequential ``m_stem``), ``m_downsampling_layernorm_i``/
+    ``m_downsampling_conv_i`` (in front of stage ``i + 1``), per block ``m_stage_i_block_j_`` +
+    ``depthwise_conv``, ``layernorm``, ``pointwise_conv_1``/``_2`` (Dense) and ``layer_scale``, then
+    ``m_head_layernorm`` and ``m_head_dense``."""
+    m = _model_name(spec)
+    entries = []
+    for layer in spec.layers:
+        if not layer.tensors():
+            continue
+        if layer.path == "stem" and layer.kind == "conv_bn_act":
+            entries += _conv_ln_entries(layer, f"{m}_stem_conv", f"{m}_stem_layernorm")
+        elif layer.kind == "convnext_block":
+            p = f"{m}_stage_{layer.stage}_block_{layer.block}_"
+            entries.append((f"{layer.path}.layer_scale", f"{p}layer_scale/{_LAYER_SCALE_VAR}", "same"))
+            for role, child in layer.children():
+                if role == "downsample":
+                    i = layer.stage - 1
+                    entries += _conv_ln_entries(child, f"{m}_downsampling_conv_{i}",
+                                                f"{m}_downsampling_layernorm_{i}")
+                elif role == "dw":
+                    entries += _conv_ln_entries(child, p + "depthwise_conv", p + "layernorm")
+                else:  # fc1, fc2: Dense layers, kernel (in, out)
+                    keras_name = f"{p}pointwise_conv_{role[-1]}"
+                    entries += [(t.name, f"{keras_name}/{t.name.rsplit('.', 1)[1]}", "same")
+                                for t in child.tensors()]
+        elif layer.path == "head_norm" and layer.kind == "norm_act":
+            entries += [(f"{layer.path}.ln.{leaf}", f"{m}_head_layernorm/{var}", "same")
+                        for leaf, var in _LN_VARS.items()]
+        elif layer.path == "classifier" and layer.kind == "dense":
+            entries += [(t.name, f"{m}_head_dense/{t.name.rsplit('.', 1)[1]}", "same") for t in layer.tensors()]
         else:
             raise ValueError(f"{spec.name}: layer {layer.path!r} ({layer.kind}) has no Keras Applications name")
     return entries
@@ -275,6 +372,7 @@ def build_reference(arch, input_size=None, num_classes=None):
 
     ``s`` is ``input_size`` or the spec's. For ``keras/EfficientNetBn_imagenet`` the Normalization
     layer is set to the ImageNet mean and variance std**2, the function ``weights='imagenet'`` computes.
+    ConvNeXt's Normalization holds Keras' own constants, which must be the spec's preprocessing.
     """
     import archspec
     from archspec.frameworks import import_tf
@@ -294,7 +392,26 @@ def build_reference(arch, input_size=None, num_classes=None):
         for variable in layer.weights:
             variable.assign(values[f"normalization/{variable.name}"])
         layer.finalize_state()  # Normalization computes with copies taken here, not with its variables
+    if kind == "convnext":
+        _check_prestem(model, spec)
     return model
+
+
+def _check_prestem(model, spec):
+    """ConvNeXt's PreStem: ``Normalization(mean=[0.485 * 255, ...], variance=[(0.229 * 255) ** 2, ...])``
+    on raw pixels (no Rescaling), ``(x - mean) / sqrt(variance)``; the spec's preprocessing must be the same
+    function, ``x * (1 / std) - mean / std``."""
+    layer = next((layer for layer in model.layers if type(layer).__name__ == "Normalization"), None)
+    pre = _preprocess(spec)
+    if layer is None or pre is None:
+        raise ValueError(f"{spec.name}: expected an in-model Normalization and a spec preprocessing, found "
+                         f"{'a' if layer else 'no'} Normalization layer and {'a' if pre else 'no'} preprocessing")
+    std = np.sqrt(np.asarray(layer.variance, np.float64).ravel())
+    mean = np.asarray(layer.mean, np.float64).ravel()
+    same = np.allclose(pre.multiplier, 1.0 / std, rtol=1e-6) and np.allclose(pre.addend, -mean / std, rtol=1e-6)
+    if not same:
+        raise ValueError(f"{spec.name}: Keras' ConvNeXt normalises with mean {mean.round(4).tolist()}, std "
+                         f"{std.round(4).tolist()}; the spec's preprocessing computes another function")
 
 
 def foreign_names(spec):
@@ -366,7 +483,10 @@ _CLASS_VARS = {  # Keras 3 saves a layer's variables as vars/0, vars/1 ... in th
     "conv2d": ("kernel", "bias"), "depthwise_conv2d": ("kernel", "bias"), "dense": ("kernel", "bias"),
     "batch_normalization": tuple(_BN_VARS.values()),  # gamma, beta, moving_mean, moving_variance
     "normalization": ("mean", "variance", "count"),
+    "layer_normalization": tuple(_LN_VARS.values()),  # gamma, beta
+    "layer_scale": (_LAYER_SCALE_VAR,),  # ConvNeXt's LayerScale: one variable, unnamed in Keras
 }
+_MAX_NESTING = 4  # models inside models: ConvNeXt has one level
 
 
 def _dataset(ds):
@@ -392,27 +512,39 @@ def _class_of(group_name):
     return re.sub(r"_\d+$", "", group_name)
 
 
-def _read_keras3(f, spec, path):
-    layers = f["layers"]
-    names, unnamed = {}, []
+def _vars_groups(layers, prefix="", depth=0):
+    """``{group path under 'layers': its 'vars' group}`` of every layer with variables. Keras 3 saves a
+    nested model (ConvNeXt's Sequential stem) as ``sequential/layers/conv2d/vars`` ..., numbering the
+    groups by class within each model."""
+    if depth > _MAX_NESTING:
+        raise ValueError(f"layers nested more than {_MAX_NESTING} models deep")
+    out = {}
     for group_name in layers:
-        vars_group = layers[group_name].get("vars")
-        if vars_group is None or not len(vars_group):
-            continue
+        group = layers[group_name]
+        if "layers" in group:
+            out.update(_vars_groups(group["layers"], f"{prefix}{group_name}/layers/", depth + 1))
+        vars_group = group.get("vars")
+        if vars_group is not None and len(vars_group):
+            out[prefix + group_name] = vars_group
+    return out
+
+
+def _read_keras3(f, spec, path):
+    groups = _vars_groups(f["layers"])
+    names, unnamed = {}, []
+    for group_path, vars_group in groups.items():
         name = vars_group.attrs.get("name")
         if name is None:
-            unnamed.append(group_name)
-        names[group_name] = name.decode() if isinstance(name, bytes) else name
+            unnamed.append(group_path)
+        names[group_path] = name.decode() if isinstance(name, bytes) else name
     if unnamed:  # written by a Keras 3 that did not record layer names: rebuild the group -> layer map
         names.update({g: n for g, n in _group_names(spec).items() if g in unnamed})
+    head_norm = None if spec is None else _head_norm_name(spec)
     out = {}
-    for group_name, layer_name in names.items():
-        cls = _class_of(group_name)
-        if cls == "normalization":
-            layer_name = "normalization"
-        if layer_name is None:
-            layer_name = group_name
-        vars_group = layers[group_name]["vars"]
+    for group_path, layer_name in names.items():
+        cls = _class_of(group_path.rsplit("/", 1)[-1])
+        layer_name = _layer_key(cls, group_path if layer_name is None else layer_name, head_norm)
+        vars_group = groups[group_path]
         var_names = _CLASS_VARS.get(cls, ())
         for key in sorted(vars_group, key=lambda k: int(k) if k.isdigit() else 1 << 30):
             i = int(key) if key.isdigit() else -1
@@ -441,37 +573,61 @@ def _is_legacy(f):
     return bool(_attribute(group, "layer_names"))
 
 
-def _read_legacy(f):
-    """Keras 2 / tf.keras ``.h5`` weights (``layer_names`` and ``weight_names`` attributes)."""
+def _read_legacy(f, spec=None):
+    """Keras 2 / tf.keras ``.h5`` weights (``layer_names`` and ``weight_names`` attributes).
+
+    A nested model (ConvNeXt's Sequential stem) is one entry of ``layer_names`` whose weight names
+    carry the inner layers' names (``convnext_tiny_stem/convnext_tiny_stem_conv/kernel``, or without
+    the outer name); those name the keys. Layer classes are not recorded: the unnamed layers are
+    recognised by their names (``normalization_3``, ``layer_normalization``), a LayerScale by its
+    ``_layer_scale`` suffix.
+    """
     if "model_weights" in f:
         f = f["model_weights"]
+    head_norm = None if spec is None else _head_norm_name(spec)
     out = {}
     for layer_name in _attribute(f, "layer_names"):
         group = f[layer_name]
-        for weight_name in _attribute(group, "weight_names"):
+        weight_names = _attribute(group, "weight_names")
+        for weight_name, inner in zip(weight_names, _legacy_layers(layer_name, weight_names)):
             var = weight_name.split("/")[-1].split(":")[0]
-            var = "kernel" if var == "depthwise_kernel" else var
-            key_layer = "normalization" if re.fullmatch(r"normalization(_\d+)?", layer_name) else layer_name
+            var = "kernel" if var == "depthwise_kernel" else _LAYER_SCALE_VAR if inner.endswith("_layer_scale") else var
+            key_layer = _layer_key(_class_of(inner), inner, head_norm)
             out[f"{key_layer}/{var}"] = _lazy(group[weight_name], f"{key_layer}/{var}")
     return out
+
+
+def _legacy_layers(layer_name, weight_names):
+    """The layer each weight of legacy layer ``layer_name`` belongs to: ``layer_name`` itself, or for a
+    nested model (its weight names, less a leading ``layer_name/``, name more than one layer or still
+    hold a layer name), the layer named in front of the variable."""
+    rests = [w[len(layer_name) + 1:] if w.startswith(layer_name + "/") else w for w in weight_names]
+    scopes = {r.rsplit("/", 1)[0] for r in rests if "/" in r}
+    nested = len(scopes) > 1 or any(w != r and "/" in r for w, r in zip(weight_names, rests))
+    return [r.split("/")[-2] if nested and "/" in r else layer_name for r in rests]
 
 
 def _group_names(spec):
     """``{h5 group: layer name}`` as Keras 3 numbers a model's layers by class (files without names)."""
     from keras.src.utils.naming import to_snake_case
 
+    def groups(layers, prefix):
+        used, out = {}, {}
+        for layer in layers:
+            base = to_snake_case(type(layer).__name__)
+            if base in used:
+                used[base] += 1
+                group = f"{base}_{used[base]}"
+            else:
+                used[base] = 0
+                group = base
+            out[prefix + group] = layer.name
+            if hasattr(layer, "layers"):  # a nested model: its layers numbered afresh, under <group>/layers/
+                out.update(groups(layer.layers, f"{prefix}{group}/layers/"))
+        return out
+
     model = build_reference(spec.name, input_size=spec.input_shape[0], num_classes=spec.num_classes)
-    used, out = {}, {}
-    for layer in model.layers:
-        base = to_snake_case(type(layer).__name__)
-        if base in used:
-            used[base] += 1
-            group = f"{base}_{used[base]}"
-        else:
-            used[base] = 0
-            group = base
-        out[group] = layer.name
-    return out
+    return groups(model.layers, "")
 
 
 def read_foreign(path, spec=None):
@@ -492,7 +648,7 @@ def read_foreign(path, spec=None):
             if "layers" in f:
                 datasets = _read_keras3(f, spec, path)
             elif _is_legacy(f):
-                datasets = _read_legacy(f)
+                datasets = _read_legacy(f, spec)
             else:
                 raise WeightError(where, other=["an HDF5 file that holds no Keras weights (no 'layers' group, "
                                                 "no 'layer_names' attribute)"])
@@ -530,36 +686,52 @@ def read(path, spec):
 
 # -- writing files ------------------------------------------------------------------------------
 
-def _key(layer, variable):
-    name = "normalization" if type(layer).__name__ == "Normalization" else layer.name
-    return f"{name}/{variable.name}"
+def _leaf_layers(model):
+    """The model's layers, a nested model's (ConvNeXt's Sequential stem and downsampling blocks) opened."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):  # a Model: a plain Layer has no layers
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _key(layer, variable, head_norm):
+    from keras.src.utils.naming import to_snake_case
+
+    cls = to_snake_case(type(layer).__name__)
+    var = _LAYER_SCALE_VAR if cls == "layer_scale" else variable.name  # LayerScale's variable is unnamed ('variable')
+    return f"{_layer_key(cls, layer.name, head_norm)}/{var}"
+
+
+def _keyed_variables(model):
+    """``[(key, variable)]`` of every variable of a keras.applications model."""
+    head_norm = f"{model.name}_head_layernorm"  # ConvNeXt's (include_top=False: an unnamed LayerNormalization)
+    return [(_key(layer, v, head_norm), v) for layer in _leaf_layers(model) for v in layer.weights]
 
 
 def model_weights(model):
     """``{'<keras layer>/<variable>': array}`` of a keras.applications model (no file involved)."""
-    return {_key(layer, v): np.array(v.numpy(), copy=True) for layer in model.layers for v in layer.weights}
+    return {key: np.array(v.numpy(), copy=True) for key, v in _keyed_variables(model)}
 
 
 def assign(model, foreign, where="keras-applications weights"):
     """Set a keras.applications model's variables from foreign weights; every variable, or a WeightError."""
     pairs, missing, mismatched = [], [], []
     seen = set()
-    for layer in model.layers:
-        for variable in layer.weights:
-            key = _key(layer, variable)
-            seen.add(key)
-            if key not in foreign:
-                missing.append(key)
-            elif tuple(np.shape(foreign[key])) != tuple(variable.shape):
-                mismatched.append((key, tuple(np.shape(foreign[key])), tuple(variable.shape)))
-            else:
-                pairs.append((variable, foreign[key]))
+    for key, variable in _keyed_variables(model):
+        seen.add(key)
+        if key not in foreign:
+            missing.append(key)
+        elif tuple(np.shape(foreign[key])) != tuple(variable.shape):
+            mismatched.append((key, tuple(np.shape(foreign[key])), tuple(variable.shape)))
+        else:
+            pairs.append((variable, foreign[key]))
     unexpected = [k for k in foreign if k not in seen]
     if missing or unexpected or mismatched:
         raise WeightError(f"{where} (into {model.name})", missing, unexpected, mismatched)
     for variable, value in pairs:
         variable.assign(np.asarray(value, dtype=variable.dtype))
-    for layer in model.layers:
+    for layer in _leaf_layers(model):
         if hasattr(layer, "finalize_state"):  # Normalization computes with copies of its variables
             layer.finalize_state()
     return model
