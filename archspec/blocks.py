@@ -144,6 +144,30 @@ def inverted_residual(path, in_shape, out, expanded, kernel=3, stride=1, act="re
                                drop_path=float(drop_path) if residual else 0.0)
 
 
+def fused_inverted_residual(path, in_shape, out, expanded, kernel=3, stride=1, act="swish", bn=DEFAULT_BN, bias=False,
+                            skip=True, drop_path=0.0, padding="symmetric", where=PYTHON):
+    """EfficientNetV2's Fused-MBConv (torchvision ``FusedMBConv``): a ``kernel`` x ``kernel`` conv at
+    ``stride`` to ``expanded`` channels with ``act``, then a linear 1x1 ``project`` to ``out``; with
+    ``expanded`` equal to the input channels (expand ratio 1), one conv to ``out`` with ``act``."""
+    _check_spatial(in_shape, where)
+    c = in_shape[2]
+    _positive_int(expanded, "expanded", where)
+    if expanded == c:
+        fused = conv_bn_act(f"{path}.fused", in_shape, out, kernel, stride, act=act, bn=bn, bias=bias,
+                            padding=padding, where=where)
+        project = None
+    else:
+        fused = conv_bn_act(f"{path}.fused", in_shape, expanded, kernel, stride, act=act, bn=bn, bias=bias,
+                            padding=padding, where=where)
+        project = conv_bn_act(f"{path}.project", fused.out_shape, out, 1, 1, act=None, bn=bn, bias=bias,
+                              padding=padding, where=where)
+    last = project or fused
+    residual = bool(skip) and stride == 1 and c == out
+    return ir.FusedInvertedResidual(path=path, in_shape=tuple(in_shape), out_shape=last.out_shape, fused=fused,
+                                    project=project, residual=residual,
+                                    drop_path=float(drop_path) if residual else 0.0)
+
+
 def _shortcut(path, in_shape, out, stride, bn, bias, padding, where):
     if stride == 1 and in_shape[2] == out:
         return None

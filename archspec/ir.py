@@ -286,6 +286,23 @@ class InvertedResidual(Layer):
 
 
 @dataclass(frozen=True)
+class FusedInvertedResidual(Layer):
+    """EfficientNetV2's Fused-MBConv: ``fused`` (a full k x k conv, strided, with act) to the expanded
+    channels, then ``project`` (1x1, linear); without expansion ``fused`` goes straight to the output
+    channels and there is no ``project``. Plus ``x + drop_path(branch)`` when ``residual``."""
+
+    fused: ConvBNAct = None
+    project: Optional[ConvBNAct] = None
+    residual: bool = False
+    drop_path: float = 0.0
+
+    kind = "fused_inverted_residual"
+
+    def children(self):
+        return tuple((r, c) for r, c in (("fused", self.fused), ("project", self.project)) if c is not None)
+
+
+@dataclass(frozen=True)
 class BasicBlock(Layer):
     """ResNet basic block: conv1 (3x3, act), conv2 (3x3), shortcut, add, act."""
 
@@ -556,7 +573,8 @@ class Spec:
             yield from rec(layer)
 
 
-BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, BasicBlock, Bottleneck,
+BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, FusedInvertedResidual,
+               BasicBlock, Bottleneck,
                ShuffleUnit, DenseLayer, Transition, ConvNeXtBlock, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
 
 

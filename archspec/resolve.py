@@ -79,6 +79,7 @@ _STAGE_KEYS = {
     "depthwise_separable": {**_OUT, "pw_act": ((str, type(None)), False), "se": ((dict, type(None)), False),
                             "skip": (bool, False), "bn": (bool, False), "dw_bias": (bool, False),
                             "bias": (bool, False)},
+    "fused_inverted_residual": {**_OUT, "expand_ratio": (_NUMBER, True), "skip": (bool, False)},
     "basic_block": {**_OUT},
     "bottleneck": {**_OUT, "mid": (int, True), "stride_on": (str, False), "groups": (int, False),
                    "se": ((dict, type(None)), False)},
@@ -636,6 +637,17 @@ class _Resolver:
         return blocks.inverted_residual(path, shape, out, expanded, kernel, stride, act, reduced, se_act, gate,
                                         bn=self.bn, bias=self.conv_bias, skip=cfg.get("skip", True),
                                         drop_path=drop_path, padding=self.padding, where=where)
+
+    def _block_fused_inverted_residual(self, path, shape, cfg, bpath, drop_path):
+        where, out, kernel, stride, act = self._common(cfg, bpath)
+        ratio = cfg["expand_ratio"]
+        if ratio <= 0:
+            raise SpecError(self.file, f"{bpath}.expand_ratio", ratio, "a positive number")
+        self._channels(shape[2] * ratio, (self.file, f"{bpath}.expand_ratio"))
+        expanded = int(shape[2] * ratio if float(ratio).is_integer() else make_divisible(shape[2] * ratio, self.divisor))
+        return blocks.fused_inverted_residual(path, shape, out, expanded, kernel, stride, act, bn=self.bn,
+                                              bias=self.conv_bias, skip=cfg.get("skip", True), drop_path=drop_path,
+                                              padding=self.padding, where=where)
 
     def _block_depthwise_separable(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)

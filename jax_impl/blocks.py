@@ -50,6 +50,22 @@ class InvertedResidual(nn.Module):
         return h
 
 
+class FusedInvertedResidual(nn.Module):
+    """fused (k x k, act) -> project? (1x1, linear), plus ``x + drop_path(branch)`` when ``residual``."""
+
+    block: ir.FusedInvertedResidual
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b = self.block
+        h = _conv(b.fused, "fused")(x, train=train)
+        if b.project is not None:
+            h = _conv(b.project, "project")(h, train=train)
+        if b.residual:
+            return x + drop_path(self, h, b.drop_path, train)
+        return h
+
+
 class BasicBlock(nn.Module):
     """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
 

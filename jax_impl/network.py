@@ -20,6 +20,7 @@ RENDERERS = {
     ir.SqueezeExcite: layers.SqueezeExcite,
     ir.DepthwiseSeparable: blocks.DepthwiseSeparable,
     ir.InvertedResidual: blocks.InvertedResidual,
+    ir.FusedInvertedResidual: blocks.FusedInvertedResidual,
     ir.BasicBlock: blocks.BasicBlock,
     ir.Bottleneck: blocks.Bottleneck,
     ir.ShuffleUnit: blocks.ShuffleUnit,

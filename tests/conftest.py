@@ -118,7 +118,8 @@ def pytest_terminal_summary(terminalreporter):
 # in-process beside an isolated EfficientNetB6 it took the heavy run to 23.5 GB)
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnetb4",
                        "efficientnetb5", "efficientnetb6", "efficientnetb7", "resnet101", "resnet152",
-                       "resnext101", "wide_resnet", "convnext_base", "convnext_large", "convnextbase", "convnextlarge")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
+                       "resnext101", "wide_resnet", "convnext_base", "convnext_large", "convnextbase", "convnextlarge",
+                       "efficientnet_v2_m", "efficientnet_v2_l")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
 # the checks that hold a big network in three frameworks at once, with gradients or at native size
 BIG_MEMORY_CHECKS = ("test_train_grad_step_parity_all", "test_train_parity_native_resolution",
                      "test_eval_parity_full_resolution", "test_parity_and_round_trip_heavy",

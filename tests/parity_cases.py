@@ -28,13 +28,14 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "mobilenet_v3_small_100", "mobilenet_v3_large_100", "mnasnet_050", "efficientnet_b0", "resnet18",
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
                   "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
-                  "torchvision/mnasnet0_5", "regnet_y_400mf", "densenet121", "convnext_tiny"]
+                  "torchvision/mnasnet0_5", "regnet_y_400mf", "densenet121", "convnext_tiny",
+                  "efficientnet_v2_s"]
 # (ResNeXt's grouped 3x3 bottleneck conv is RegNetY's, less the SE: resnext50_32x4d under -m heavy)
 
 
 # Deep networks that run under -m heavy only, whatever else selects them (e.g. library checkpoints at
 # native resolution): a smaller sibling of each family covers the same code paths in the default suite.
-_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d|resnext101_\d+x\d+d|wide_resnet(50|101)_2|convnext_?(base|large))(_|$)",
+_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d|resnext101_\d+x\d+d|wide_resnet(50|101)_2|convnext_?(base|large)|efficientnet_v2_[ml])(_|$)",
                   re.IGNORECASE)
 
 
@@ -102,7 +103,7 @@ HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 # The biggest networks: smaller inputs in the default suite to keep it within its time budget.
 LARGE = {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "resnet101", "resnet152",
          "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "convnext_base",
-         "convnext_large"}
+         "convnext_large", "efficientnet_v2_m", "efficientnet_v2_l"}
 
 # Representatives whose every layer is exercised at a smaller input and depth than eval_spec's
 # default: the first stride-2 block and an identity block of the stages that keep two or more, odd
@@ -114,7 +115,9 @@ REDUCED = {"resnext50_32x4d": {"input_size": 33, "depth": 0.25},
            # DenseNet: pre-activation dense layers (concatenation), transitions, the final norm
            "densenet121": {"input_size": 33, "depth": 0.2},
            # ConvNeXt: layer norms, GELU, layer scale, the downsample of a stage's first block, 2x2 maps
-           "convnext_tiny": {"input_size": 64, "depth": 0.34}}
+           "convnext_tiny": {"input_size": 64, "depth": 0.34},
+           # EfficientNetV2: Fused-MBConv with and without expansion, then MBConv with SE
+           "efficientnet_v2_s": {"input_size": 64, "depth": 0.25}}
 
 
 def _size(name, even, odd):

@@ -53,6 +53,7 @@ TORCHVISION = {
     **{f"regnet_{xy}_{s}": f"regnet_{xy}_{s}" for xy in "xy" for s in ("400mf", "800mf", "1_6gf", "3_2gf")},
     **{f"densenet{d}": f"densenet{d}" for d in (121, 161, 169, 201)},
     **{f"convnext_{s}": f"convnext_{s}" for s in ("tiny", "small", "base", "large")},
+    **{f"efficientnet_v2_{s}": f"efficientnet_v2_{s}" for s in "sml"},
 }
 MOBILENET_V2_WIDTHS = {0.35: "mobilenet_v2_035", 0.5: "mobilenet_v2_050", 0.75: "mobilenet_v2_075",
                        1.0: "mobilenet_v2_100", 1.4: "mobilenet_v2_140"}

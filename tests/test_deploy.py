@@ -169,7 +169,8 @@ def test_graph_check_flags_unfrozen_variables_and_transposes(tmp_path):
 # -- heavy: every family (its smallest member) to every target, quantized bands, more graphs -----
 
 SMALLEST = ("dsconv_cnn", "mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_small_100", "efficientnet_b0",
-            "mnasnet_050", "shufflenet_v2_x0_5", "resnet18", "regnet_y_400mf", "densenet121", "convnext_tiny")
+            "mnasnet_050", "shufflenet_v2_x0_5", "resnet18", "regnet_y_400mf", "densenet121", "convnext_tiny",
+            "efficientnet_v2_s")
 
 
 @pytest.mark.heavy

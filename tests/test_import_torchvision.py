@@ -43,7 +43,9 @@ HEAVY = {"torchvision/efficientnet_b5", "torchvision/efficientnet_b6", "torchvis
          # densenet121 in the default suite: the other three differ only in integers
          "torchvision/densenet161", "torchvision/densenet169", "torchvision/densenet201",
          # convnext_tiny in the default suite: the others differ only in integers
-         "torchvision/convnext_small", "torchvision/convnext_base", "torchvision/convnext_large"}
+         "torchvision/convnext_small", "torchvision/convnext_base", "torchvision/convnext_large",
+         # efficientnet_v2_s in the default suite (its name table is EfficientNet's plus 'fused')
+         "torchvision/efficientnet_v2_m", "torchvision/efficientnet_v2_l"}
 # Resolution sweep: odd and even sizes at stride 2, via archspec.load(arch, input_size=N).
 SWEEP = [("torchvision/resnet18", 193), ("torchvision/resnet50", 225), ("torchvision/mobilenet_v2", 225),
          ("torchvision/mobilenet_v3_small", 193), ("torchvision/mobilenet_v3_large", 160),

@@ -39,6 +39,7 @@ FAMILIES = [
     ("regnet_y_400mf", {"input_size": 64}),
     ("densenet121", {"input_size": 64, "depth": 0.25}),
     ("convnext_tiny", {"input_size": 64, "depth": 0.34}),
+    ("efficientnet_v2_s", {"input_size": 64, "depth": 0.25}),
 ]
 
 

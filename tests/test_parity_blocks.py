@@ -143,6 +143,14 @@ def test_transition_and_norm_act(parity_report):
     run(blocks.norm_act("norm", (6, 6, 8), "relu"), "norm_act_6_8", parity_report)
 
 
+# EfficientNetV2's Fused-MBConv: without expansion (one 3x3 conv with act, residual) and with it (3x3
+# conv to 4x at stride 2, linear 1x1 projection; odd input)
+@pytest.mark.parametrize("ratio,stride,size,cin,cout", [(1, 1, 8, 8, 8), (4, 2, 9, 4, 8)])
+def test_fused_inverted_residual(ratio, stride, size, cin, cout, parity_report):
+    block = blocks.fused_inverted_residual("fused", (size, size, cin), cout, cin * ratio, 3, stride)
+    run(block, f"fused_e{ratio}_s{stride}_{size}_{cin}_{cout}", parity_report)
+
+
 # ConvNeXt: a block with its downsample (layer norm, 2x2 stride-2 conv; odd input) and one without
 # (7x7 depthwise conv, layer norm, GELU dense layers, layer scale, residual); a layer norm after a conv
 # (the stem) and on pooled features (the head).

@@ -125,6 +125,21 @@ class InvertedResidual(_Residual):
         return self._add(x, y, training)
 
 
+class FusedInvertedResidual(_Residual):
+    """``fused`` (k x k, act) -> ``project``? (1x1, linear), plus ``x`` when ``residual``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.fused = _conv(self, layer.fused, "fused")
+        self.project = _conv(self, layer.project, "project")
+
+    def call(self, x, training=None):
+        y = self.fused(x, training=training)
+        if self.project is not None:
+            y = self.project(y, training=training)
+        return self._add(x, y, training)
+
+
 class BasicBlock(IRLayer):
     """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
 

@@ -137,6 +137,26 @@ class InvertedResidual(_Block):
         return y
 
 
+class FusedInvertedResidual(_Block):
+    """fused (k x k, act) -> project? (1x1, linear), plus ``x + drop_path(branch)`` when ``residual``."""
+
+    roles = ("fused", "project")
+
+    def __init__(self, block):
+        super().__init__(block)
+        self._require("fused")
+        self.residual = block.residual
+        self.drop_path = block.drop_path
+
+    def forward(self, x):
+        y = self.fused(x)
+        if self.project is not None:
+            y = self.project(y)
+        if self.residual:
+            return x + drop_path(y, self.drop_path, self.training, self.ir.path)
+        return y
+
+
 class BasicBlock(_Block):
     """ResNet basic block: ``act(conv2(conv1(x)) + shortcut(x))``, identity shortcut when absent."""
 

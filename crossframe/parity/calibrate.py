@@ -33,6 +33,8 @@ def residual_branch_ends(spec):
     for layer in spec.walk():
         if isinstance(layer, (ir.InvertedResidual, ir.DepthwiseSeparable)) and layer.residual:
             yield layer.project if isinstance(layer, ir.InvertedResidual) else layer.pw
+        elif isinstance(layer, ir.FusedInvertedResidual) and layer.residual:
+            yield layer.project or layer.fused
         elif isinstance(layer, ir.Bottleneck):
             yield layer.conv3
         elif isinstance(layer, ir.BasicBlock):

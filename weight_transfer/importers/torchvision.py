@@ -51,12 +51,13 @@ TABLE = {
         Rule("head_fc", "classifier.0"),
         Rule("classifier", "classifier.3"),
     ],
-    # features.{i+1}.{j}.block: [expand CNA], dw CNA, SqueezeExcitation fc1/fc2, project CNA.
+    # features.{i+1}.{j}.block: [expand CNA], dw CNA, SqueezeExcitation fc1/fc2, project CNA; EfficientNetV2's
+    # FusedMBConv: fused CNA, [project CNA].
     "efficientnet": [
         Rule("stem.conv", "features.0.0"),
         Rule("stem.bn", "features.0.1"),
-        Rule("stages.{i}.blocks.{j}.{role:expand|dw|project}.conv", "features.{i+1}.{j}.block.{k}.0"),
-        Rule("stages.{i}.blocks.{j}.{role:expand|dw|project}.bn", "features.{i+1}.{j}.block.{k}.1"),
+        Rule("stages.{i}.blocks.{j}.{role:fused|expand|dw|project}.conv", "features.{i+1}.{j}.block.{k}.0"),
+        Rule("stages.{i}.blocks.{j}.{role:fused|expand|dw|project}.bn", "features.{i+1}.{j}.block.{k}.1"),
         Rule("stages.{i}.blocks.{j}.se.reduce", "features.{i+1}.{j}.block.{k}.fc1"),
         Rule("stages.{i}.blocks.{j}.se.expand", "features.{i+1}.{j}.block.{k}.fc2"),
         Rule("head.conv", "features.{S+1}.0"),
@@ -148,6 +149,8 @@ TABLE = {
     ],
 }
 
+TABLE["efficientnet_v2"] = TABLE["efficientnet"]  # torchvision builds both with one class
+
 # Module versions for a spec that names no torchvision model (a plain "mnasnet_100"): torchvision's
 # MNASNet refuses a state_dict without its version (2).
 _FAMILY_VERSIONS = {"mnasnet": {"": {"version": 2}}}
@@ -162,6 +165,7 @@ _MODELS = (
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "densenet121", "densenet161", "densenet169", "densenet201",
     "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
+    "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
 )
 
 
