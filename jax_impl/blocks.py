@@ -13,6 +13,12 @@ def _conv(layer, role):
     return ConvBNAct(block=layer, name=role)
 
 
+def _residual(module, x, branch, train):
+    """``x + drop_path(branch)`` where the block says ``residual``, else the branch."""
+    b = module.block
+    return x + drop_path(module, branch, b.drop_path, train) if b.residual else branch
+
+
 class DepthwiseSeparable(nn.Module):
     """dw -> se? -> pw, plus ``x + drop_path(branch)`` when ``residual``."""
 
@@ -25,9 +31,7 @@ class DepthwiseSeparable(nn.Module):
         if b.se is not None:
             h = SqueezeExcite(block=b.se, name="se")(h, train=train)
         h = _conv(b.pw, "pw")(h, train=train)
-        if b.residual:
-            return x + drop_path(self, h, b.drop_path, train)
-        return h
+        return _residual(self, x, h, train)
 
 
 class InvertedResidual(nn.Module):
@@ -45,9 +49,7 @@ class InvertedResidual(nn.Module):
         if b.se is not None:
             h = SqueezeExcite(block=b.se, name="se")(h, train=train)
         h = _conv(b.project, "project")(h, train=train)
-        if b.residual:
-            return x + drop_path(self, h, b.drop_path, train)
-        return h
+        return _residual(self, x, h, train)
 
 
 class FusedInvertedResidual(nn.Module):
@@ -61,9 +63,7 @@ class FusedInvertedResidual(nn.Module):
         h = _conv(b.fused, "fused")(x, train=train)
         if b.project is not None:
             h = _conv(b.project, "project")(h, train=train)
-        if b.residual:
-            return x + drop_path(self, h, b.drop_path, train)
-        return h
+        return _residual(self, x, h, train)
 
 
 class BasicBlock(nn.Module):
