@@ -119,7 +119,7 @@ def pytest_terminal_summary(terminalreporter):
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnetb4",
                        "efficientnetb5", "efficientnetb6", "efficientnetb7", "resnet101", "resnet152",
                        "resnext101", "wide_resnet", "convnext_base", "convnext_large", "convnextbase", "convnextlarge",
-                       "efficientnet_v2_m", "efficientnet_v2_l")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
+                       "efficientnet_v2_m", "efficientnet_v2_l", "efficientnetv2_m", "efficientnetv2_l")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
 # the checks that hold a big network in three frameworks at once, with gradients or at native size
 BIG_MEMORY_CHECKS = ("test_train_grad_step_parity_all", "test_train_parity_native_resolution",
                      "test_eval_parity_full_resolution", "test_parity_and_round_trip_heavy",

@@ -35,7 +35,7 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
 
 # Deep networks that run under -m heavy only, whatever else selects them (e.g. library checkpoints at
 # native resolution): a smaller sibling of each family covers the same code paths in the default suite.
-_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d|resnext101_\d+x\d+d|wide_resnet(50|101)_2|convnext_?(base|large)|efficientnet_v2_[ml])(_|$)",
+_BIG = re.compile(r"(efficientnet_?b[3-7]|resnet1[05]\d|resnext101_\d+x\d+d|wide_resnet(50|101)_2|convnext_?(base|large)|efficientnet_?v2_[ml])(_|$)",
                   re.IGNORECASE)
 
 

@@ -21,13 +21,15 @@ from test_import_torchvision import (Prepared, check_bad_files, check_other_fram
 
 LIB = importers.get("timm")
 
-HEAVY = {"timm/resnet152", "timm/tf_efficientnet_b5", "timm/tf_efficientnet_b6", "timm/tf_efficientnet_b7"}
+HEAVY = {"timm/resnet152", "timm/tf_efficientnet_b5", "timm/tf_efficientnet_b6", "timm/tf_efficientnet_b7",
+         "timm/tf_efficientnetv2_m", "timm/tf_efficientnetv2_l"}  # tf_efficientnetv2_s in the default suite
 # At 193 and 225 every stride-2 input is odd, where TF 'same' equals symmetric padding; 230, 250 and
 # 200 mix odd and even sizes, so only the padding resolved for that size matches timm.
 SWEEP = [("timm/tf_efficientnet_b0", 193), ("timm/tf_efficientnet_b0", 230), ("timm/tf_efficientnet_b1", 250),
          ("timm/tf_mobilenetv3_small_100", 230), ("timm/tf_mobilenetv3_large_100", 200),
          ("timm/mobilenetv3_small_100", 225), ("timm/efficientnet_b0", 193), ("timm/mobilenetv1_100", 193),
-         ("timm/mobilenetv2_035", 225), ("timm/mnasnet_050", 193), ("timm/resnet18", 225)]
+         ("timm/mobilenetv2_035", 225), ("timm/mnasnet_050", 193), ("timm/resnet18", 225),
+         ("timm/tf_efficientnetv2_s", 130)]
 FRAMEWORKS = [("timm/tf_efficientnet_b0", 230), ("timm/tf_mobilenetv3_small_100", 225),
               ("timm/mnasnet_050", 193), ("timm/resnet18", 193)]
 

@@ -16,7 +16,8 @@ unit belongs to:
     c  the same index with the SE left out (timm numbers its BNs bn1, bn2, bn3 this way)
     S  number of stages   B  number of blocks
 
-A rule may carry ``when="expand"`` / ``"no_expand"`` (the block has / lacks an expand conv),
+A rule may carry ``when="<role>"`` / ``"no_<role>"`` (the block has / lacks that child: ``expand``,
+``project``, ``fused``),
 ``layout="conv1x1"`` (a canonical dense layer stored as a 1x1 ``nn.Conv2d``, timm MobileNetV3's
 ``conv_head``), ``layout="c11"`` (a free per-channel parameter stored as (C, 1, 1), torchvision ConvNeXt's
 ``layer_scale``) and ``first=True`` (the library's module registers this unit before the block's
@@ -54,7 +55,7 @@ _WRAPPER_KEYS = ("state_dict", "model")
 class Rule:
     pattern: str
     template: str
-    when: Optional[str] = None  # "expand" / "no_expand"
+    when: Optional[str] = None  # "<role>" / "no_<role>": the block has / lacks that child
     layout: Optional[str] = None  # "conv1x1": canonical dense stored as a 1x1 conv
     first: bool = False  # the unit comes first among its block's in the library's state_dict
 
@@ -151,14 +152,16 @@ def name_table(spec, table, library):
                 fields["k"] = bf["roles"].index(role)
                 if role != "se":
                     fields["c"] = [r for r in bf["roles"] if r != "se"].index(role)
-        expand = block_fields[block]["expand"] if block is not None else None
+        roles_here = block_fields[block]["roles"] if block is not None else []
         rule, match = None, None
         for candidate in rules:
             m = candidate.regex().fullmatch(unit)
             if m is None:
                 continue
-            if candidate.when == "expand" and not expand or candidate.when == "no_expand" and expand:
-                continue
+            if candidate.when is not None:
+                negated = candidate.when.startswith("no_")
+                if (candidate.when.removeprefix("no_") in roles_here) == negated:
+                    continue
             rule, match = candidate, m
             break
         if rule is None:

@@ -5,7 +5,8 @@ MnasNet and EfficientNet with one class (``EfficientNet``: ``conv_stem``/``bn1``
 ``conv_head``/``bn2``, ``classifier``) whose blocks name their layers by kind: a depthwise-separable
 block (our inverted residual without expansion, or our depthwise-separable block) has
 ``conv_dw, bn1, [se], conv_pw, bn2``; an inverted residual ``conv_pw, bn1, conv_dw, bn2, [se],
-conv_pwl, bn3``. MobileNetV3 (class ``MobileNetV3``) ends its blocks with a ``ConvBnAct``
+conv_pwl, bn3``; EfficientNetV2's EdgeResidual ``conv_exp, bn1, conv_pwl, bn2`` (our fused block) and
+its first stage's ``ConvBnAct`` ``conv, bn1`` (our fused block without expansion). MobileNetV3 (class ``MobileNetV3``) ends its blocks with a ``ConvBnAct``
 (``blocks.{S}.0.conv``/``bn1``: our ``head``), then pools and applies ``conv_head``, a 1x1 conv with
 bias on the pooled features: our dense ``head_fc``. ResNets use torchvision's names.
 """
@@ -20,12 +21,17 @@ LIBRARY = "timm"
 
 # EfficientNetBuilder blocks, shared by the EfficientNet and MobileNetV3 classes.
 _BLOCKS = [
+    # EfficientNetV2: EdgeResidual (conv_exp, bn1, conv_pwl, bn2) is our fused block with a project,
+    # ConvBnAct (conv, bn1) our fused block without one
+    Rule("stages.{i}.blocks.{j}.fused.conv", "blocks.{i}.{j}.conv_exp", when="project"),
+    Rule("stages.{i}.blocks.{j}.fused.conv", "blocks.{i}.{j}.conv", when="no_project"),
+    Rule("stages.{i}.blocks.{j}.project.conv", "blocks.{i}.{j}.conv_pwl", when="fused"),
     Rule("stages.{i}.blocks.{j}.expand.conv", "blocks.{i}.{j}.conv_pw"),
     Rule("stages.{i}.blocks.{j}.dw.conv", "blocks.{i}.{j}.conv_dw"),
     Rule("stages.{i}.blocks.{j}.project.conv", "blocks.{i}.{j}.conv_pwl", when="expand"),
     Rule("stages.{i}.blocks.{j}.project.conv", "blocks.{i}.{j}.conv_pw", when="no_expand"),
     Rule("stages.{i}.blocks.{j}.pw.conv", "blocks.{i}.{j}.conv_pw"),
-    Rule("stages.{i}.blocks.{j}.{role:expand|dw|project|pw}.bn", "blocks.{i}.{j}.bn{c+1}"),
+    Rule("stages.{i}.blocks.{j}.{role:fused|expand|dw|project|pw}.bn", "blocks.{i}.{j}.bn{c+1}"),
     Rule("stages.{i}.blocks.{j}.se.reduce", "blocks.{i}.{j}.se.conv_reduce"),
     Rule("stages.{i}.blocks.{j}.se.expand", "blocks.{i}.{j}.se.conv_expand"),
 ]
@@ -44,6 +50,7 @@ TABLE = {
     "mobilenet_v2": _EFFICIENTNET_CLASS,
     "mnasnet": _EFFICIENTNET_CLASS,
     "efficientnet": _EFFICIENTNET_CLASS,
+    "efficientnet_v2": _EFFICIENTNET_CLASS,
     "mobilenet_v3": [
         Rule("stem.conv", "conv_stem"),
         Rule("stem.bn", "bn1"),
@@ -64,6 +71,7 @@ _MODELS = (
     "mobilenetv3_large_100", "mobilenetv3_small_100", "tf_mobilenetv3_large_100", "tf_mobilenetv3_small_100",
     *(f"efficientnet_b{i}" for i in range(5)),
     *(f"tf_efficientnet_b{i}" for i in range(8)),
+    "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l",
     "mnasnet_050", "mnasnet_075", "mnasnet_100", "mnasnet_140",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 )
