@@ -438,6 +438,8 @@ class _Resolver:
                           layer.get("min_width"))
         groups = layer.get("groups", 1)
         self._kernel(layer["kernel"], (self.file, f"{jpath}.kernel"))
+        if layer.get("layer_order", "conv_norm_act") not in ir.ORDERS:
+            raise SpecError(self.file, f"{jpath}.layer_order", layer["layer_order"], f"one of {ir.ORDERS}")
         return [blocks.conv_bn_act(layer["name"], shape, out, layer["kernel"], layer.get("stride", 1), groups,
                                    act=layer.get("act"), bn=self._norm(layer, jpath),
                                    bias=layer.get("bias", self.conv_bias), padding=layer.get("padding", self.padding),
@@ -619,6 +621,13 @@ class _Resolver:
         kernel = self._kernel(cfg.get("kernel", 3), (self.file, f"{bpath}.kernel"))
         return where, out, kernel, cfg["stride"], cfg.get("act", "relu")
 
+    def _expanded(self, in_ch, ratio, bpath):
+        """Expanded channels of an (fused) inverted residual: ``in * ratio``, ``make_divisible`` if fractional."""
+        if ratio <= 0:
+            raise SpecError(self.file, f"{bpath}.expand_ratio", ratio, "a positive number")
+        self._channels(in_ch * ratio, (self.file, f"{bpath}.expand_ratio"))
+        return int(in_ch * ratio if float(ratio).is_integer() else make_divisible(in_ch * ratio, self.divisor))
+
     def _block_inverted_residual(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)
         in_ch = shape[2]
@@ -627,12 +636,7 @@ class _Resolver:
         if "expanded" in cfg:
             expanded = self._scale(cfg["expanded"], (self.file, f"{bpath}.expanded"))
         else:
-            ratio = cfg["expand_ratio"]
-            if ratio <= 0:
-                raise SpecError(self.file, f"{bpath}.expand_ratio", ratio, "a positive number")
-            self._channels(in_ch * ratio, (self.file, f"{bpath}.expand_ratio"))
-            expanded = in_ch * ratio if float(ratio).is_integer() else make_divisible(in_ch * ratio, self.divisor)
-            expanded = int(expanded)
+            expanded = self._expanded(in_ch, cfg["expand_ratio"], bpath)
         reduced, se_act, gate = self._se_reduced(cfg.get("se"), in_ch, expanded, where)
         return blocks.inverted_residual(path, shape, out, expanded, kernel, stride, act, reduced, se_act, gate,
                                         bn=self.bn, bias=self.conv_bias, skip=cfg.get("skip", True),
@@ -640,11 +644,7 @@ class _Resolver:
 
     def _block_fused_inverted_residual(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)
-        ratio = cfg["expand_ratio"]
-        if ratio <= 0:
-            raise SpecError(self.file, f"{bpath}.expand_ratio", ratio, "a positive number")
-        self._channels(shape[2] * ratio, (self.file, f"{bpath}.expand_ratio"))
-        expanded = int(shape[2] * ratio if float(ratio).is_integer() else make_divisible(shape[2] * ratio, self.divisor))
+        expanded = self._expanded(shape[2], cfg["expand_ratio"], bpath)
         return blocks.fused_inverted_residual(path, shape, out, expanded, kernel, stride, act, bn=self.bn,
                                               bias=self.conv_bias, skip=cfg.get("skip", True), drop_path=drop_path,
                                               padding=self.padding, where=where)

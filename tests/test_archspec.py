@@ -453,6 +453,27 @@ BAD = [
     ("variant_not_object", lambda d: d["variants"].update(tiny=[]), "$.variants.tiny", True),
     ("variant_unknown_field", lambda d: d["variants"].update(tiny={"input": {"sise": 8}}), "$.input.sise", True),
     ("input_too_small", lambda d: d["base"]["input"].update(size=2), "$.layers[", False),
+    # the fields DenseNet, ConvNeXt and EfficientNetV2 brought
+    ("bad_layer_order", lambda d: _layer(d, 0).update(layer_order="act_conv"), "$.layers[0].layer_order", True),
+    ("bad_norm", lambda d: _layer(d, 0).update(norm="group_norm"), "$.layers[0].norm", True),
+    ("norm_and_bn", lambda d: _layer(d, 0).update(norm="layer_norm", bn=True), "$.layers[0].bn", False),
+    ("norm_act_without_norm", lambda d: d["base"]["layers"].insert(1, {"name": "na", "type": "norm_act",
+                                                                        "norm": "none"}), "$.layers[1].norm", False),
+    ("layer_norm_eps_0", lambda d: d["base"]["conventions"].update(layer_norm={"eps": 0}),
+     "$.conventions.layer_norm.eps", True),
+    ("strided_dense_layer", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "dense_layer", "growth": 4, "repeats": 1, "stride": 2}]), "$.layers[1].stages[0].stride", False),
+    ("dense_layer_with_out", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "dense_layer", "growth": 4, "out": 12, "repeats": 1}]), "$.layers[1].stages[0].out", True),
+    ("convnext_layer_scale_0", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "convnext_block", "out": 8, "layer_scale": 0, "repeats": 1}]),
+     "$.layers[1].stages[0].layer_scale", True),
+    ("fused_without_ratio", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "fused_inverted_residual", "out": 8, "repeats": 1}]),
+     "$.layers[1].stages[0].expand_ratio", True),
+    ("transition_pool_too_big", lambda d: d["base"]["layers"].insert(1, {"name": "tr", "type": "transition",
+                                                                         "out": 8, "pool_kernel": 9}),
+     "$.layers[1]", False),
 ]
 
 
