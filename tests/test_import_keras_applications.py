@@ -5,7 +5,7 @@ calibrated in Keras on an image-like batch is saved with ``save_weights``; ``rea
 weights; our Keras, PyTorch and Flax renderings of the library-named spec must compute the Keras
 model's logits on the same raw input at rel <= 1e-5 (float32), at an even and an odd input size;
 ``write`` must reproduce the file's tensors bit for bit and load with plain ``load_weights``.
-EfficientNet-B4..B7, ResNet-101/152 and ConvNeXt-Base/Large (and every network at its native
+EfficientNet-B4..B7, EfficientNetV2-M/L, ResNet-101/152 and ConvNeXt-Base/Large (and every network at its native
 resolution) are ``heavy``.
 """
 
@@ -40,7 +40,7 @@ precision.configure_tf("strict")
 TOL = 1e-5
 LARGE = {"keras/EfficientNetB4", "keras/EfficientNetB5", "keras/EfficientNetB6", "keras/EfficientNetB7",
          "keras/EfficientNetB4_imagenet", "keras/EfficientNetB5_imagenet", "keras/EfficientNetB6_imagenet",
-         "keras/EfficientNetB7_imagenet", "keras/ResNet101", "keras/ResNet152", "keras/ConvNeXtBase",
+         "keras/EfficientNetB7_imagenet", "keras/EfficientNetV2M", "keras/EfficientNetV2L", "keras/ResNet101", "keras/ResNet152", "keras/ConvNeXtBase",
          "keras/ConvNeXtLarge"}
 
 # (architecture, input size): reduced even and odd sizes in the default suite. The odd sizes put odd
@@ -50,7 +50,7 @@ DEFAULT = [
     ("keras/MobileNet", 128), ("keras/MobileNet", 97), ("keras/MobileNet_025", 129),
     ("keras/MobileNetV2", 128), ("keras/MobileNetV2", 97), ("keras/MobileNetV2_035", 113),
     ("keras/MobileNetV3Small", 128), ("keras/MobileNetV3Small", 97), ("keras/MobileNetV3Large", 113),
-    ("keras/EfficientNetB0", 128), ("keras/EfficientNetB0_imagenet", 97),
+    ("keras/EfficientNetB0", 128), ("keras/EfficientNetB0_imagenet", 97), ("keras/EfficientNetV2S", 64),
     ("keras/ResNet50", 64), ("keras/DenseNet121", 64), ("keras/ConvNeXtTiny", 64),
 ]
 # Heavy: every architecture at its native resolution, the large ones also at an odd size, and
@@ -236,7 +236,8 @@ def test_architectures_are_the_registered_keras_variants():
     names = ka.architectures()
     assert names == sorted(n for n in archspec.list_variants() if n.startswith("keras/"))
     for required in ("keras/MobileNet", "keras/MobileNetV2", "keras/MobileNetV3Small", "keras/MobileNetV3Large",
-                     *(f"keras/EfficientNetB{i}" for i in range(8)), "keras/ResNet50", "keras/ResNet101",
+                     *(f"keras/EfficientNetB{i}" for i in range(8)),
+                     *(f"keras/EfficientNetV2{v}" for v in "SML"), "keras/ResNet50", "keras/ResNet101",
                      "keras/ResNet152", "keras/DenseNet121", "keras/DenseNet169", "keras/DenseNet201",
                      "keras/ConvNeXtTiny", "keras/ConvNeXtSmall", "keras/ConvNeXtBase", "keras/ConvNeXtLarge"):
         assert required in names
@@ -254,6 +255,19 @@ def test_conventions_are_keras():
     assert (bn.eps, bn.decay, bn.running_var) == (1e-3, 0.999, "biased")
     bn = archspec.load("keras/EfficientNetB3").convention("batch_norm")
     assert (bn.eps, bn.decay) == (1e-3, 0.99)
+    # EfficientNetV2-S/M/L: Rescaling(1/128, offset -1) in the model, BN momentum 0.9, TF SAME, Keras'
+    # default dropout 0.2 and drop-connect 0.2 (k/n over all blocks) for every size; default input sizes
+    for name, size in (("keras/EfficientNetV2S", 384), ("keras/EfficientNetV2M", 480), ("keras/EfficientNetV2L", 480)):
+        spec = archspec.load(name)
+        assert spec.input_shape == (size, size, 3) and spec.convention("padding") == "tf_same"
+        bn = spec.convention("batch_norm")
+        assert (bn.eps, bn.decay, bn.running_var) == (1e-3, 0.9, "biased")
+        pre = spec.layers[0]
+        assert pre.kind == "preprocess" and pre.multiplier == (1 / 128,) * 3 and pre.addend == (-1.0,) * 3
+        assert [layer.rate for layer in spec.layers if layer.kind == "dropout"] == [0.2]
+        blocks = [b for b in spec.walk() if b.kind in ("fused_inverted_residual", "inverted_residual")]
+        assert max(b.drop_path for b in blocks) == pytest.approx(0.2 * (len(blocks) - 1) / len(blocks))
+        assert spec.params == archspec.load(name.replace("keras/EfficientNetV2", "efficientnet_v2_").lower()).params
     for name in ("keras/ResNet152", "keras/DenseNet121", "keras/DenseNet201"):
         bn = archspec.load(name).convention("batch_norm")
         assert (bn.eps, bn.decay, bn.running_var) == (1.001e-5, 0.99, "biased")

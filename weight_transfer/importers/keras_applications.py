@@ -18,6 +18,12 @@ nested model (ConvNeXt's ``Sequential`` stem and downsampling blocks) is named b
                      the attribute, ``gamma``)
     ConvNeXt's 7x7 depthwise conv is a ``Conv2D(groups=C)``: kernel (7, 7, 1, C), canonical as is.
 
+EfficientNetV2-S/M/L (``efficientnet_v2``: ``block{stage+1}{letter}_`` like EfficientNet, the MBConv
+depthwise conv ``dwconv2``; a Fused-MBConv's kxk conv is ``expand_conv``/``expand_bn`` when a 1x1
+``project_conv`` follows, ``project_conv``/``project_bn`` itself at expand ratio 1) preprocesses with
+``Rescaling(1/128, offset=-1)``, which holds no weights (checked against the spec's preprocessing when
+the reference model is built).
+
 EfficientNet's ``Normalization`` layer (after ``Rescaling(1/255)``) keeps its mean and variance as
 weights; the spec's ``preprocessing`` holds them instead, so they are checked, not imported:
 ``keras/EfficientNetBn`` expects the values a fresh ``weights=None`` model holds (mean 0,
@@ -71,6 +77,7 @@ _ARCHS = {
     "keras/MobileNetV3Large": ("mobilenet_v3", "MobileNetV3Large", {}),
     **{f"keras/EfficientNetB{i}{suffix}": ("efficientnet", f"EfficientNetB{i}", {})
        for i in range(8) for suffix in ("", "_imagenet")},
+    **{f"keras/EfficientNetV2{v}": ("efficientnet_v2", f"EfficientNetV2{v}", {}) for v in "SML"},
     "keras/ResNet50": ("resnet", "ResNet50", {}),
     "keras/ResNet101": ("resnet", "ResNet101", {}),
     "keras/ResNet152": ("resnet", "ResNet152", {}),
@@ -93,6 +100,8 @@ _TOP = {
                      "classifier": ("logits", True)},
     "efficientnet": {"stem": ("stem_conv", "stem_bn"), "head": ("top_conv", "top_bn"),
                      "classifier": ("predictions", False)},
+    "efficientnet_v2": {"stem": ("stem_conv", "stem_bn"), "head": ("top_conv", "top_bn"),
+                        "classifier": ("predictions", False)},
     "resnet": {"stem": ("conv1_conv", "conv1_bn"), "classifier": ("predictions", False)},
     "densenet": {"stem": ("conv1_conv", "conv1_bn"), **{f"transition{n}": (f"pool{n + 1}_conv", f"pool{n + 1}_bn")
                                                          for n in (1, 2, 3)},
@@ -108,16 +117,23 @@ def _block_prefix(kind, stage, block, index):
         return "expanded_conv_" if index == 0 else f"block_{index}_"
     if kind == "mobilenet_v3":
         return "expanded_conv_" if index == 0 else f"expanded_conv_{index}_"
-    if kind == "efficientnet":
+    if kind in ("efficientnet", "efficientnet_v2"):
         return f"block{stage + 1}{chr(ord('a') + block)}_"
     if kind in ("resnet", "densenet"):
         return f"conv{stage + 2}_block{block + 1}_"
     raise ValueError(kind)
 
 
-def _child_names(kind, prefix, role):
-    """Keras layer names of a block's child: (conv, BN) or, for the SE, (reduce, expand)."""
+def _child_names(kind, prefix, role, roles=()):
+    """Keras layer names of a block's child: (conv, BN) or, for the SE, (reduce, expand).
+
+    ``roles``: the roles of the block's children. EfficientNetV2's Fused-MBConv names its kxk conv
+    ``expand_conv`` when a 1x1 projection follows, ``project_conv`` when it is the block's only conv
+    (expand ratio 1).
+    """
     p = prefix
+    if kind == "efficientnet_v2" and role == "fused":
+        return (p + "expand_conv", p + "expand_bn") if "project" in roles else (p + "project_conv", p + "project_bn")
     table = {
         "mobilenet": {"dw": (f"conv_dw_{p}", f"conv_dw_{p}_bn"), "pw": (f"conv_pw_{p}", f"conv_pw_{p}_bn")},
         "mobilenet_v2": {"expand": (p + "expand", p + "expand_BN"), "dw": (p + "depthwise", p + "depthwise_BN"),
@@ -127,6 +143,9 @@ def _child_names(kind, prefix, role):
                          "project": (p + "project", p + "project_bn")},
         "efficientnet": {"expand": (p + "expand_conv", p + "expand_bn"), "dw": (p + "dwconv", p + "bn"),
                          "se": (p + "se_reduce", p + "se_expand"), "project": (p + "project_conv", p + "project_bn")},
+        "efficientnet_v2": {"expand": (p + "expand_conv", p + "expand_bn"), "dw": (p + "dwconv2", p + "bn"),
+                            "se": (p + "se_reduce", p + "se_expand"),
+                            "project": (p + "project_conv", p + "project_bn")},
         "resnet": {"conv1": (p + "1_conv", p + "1_bn"), "conv2": (p + "2_conv", p + "2_bn"),
                    "conv3": (p + "3_conv", p + "3_bn"), "shortcut": (p + "0_conv", p + "0_bn")},
         # pre-activation: each conv's BN is the one before it
@@ -200,8 +219,10 @@ def _table(spec):
             stage = stages.setdefault((layer.path.split(".")[0], layer.stage), len(stages))
             prefix = _block_prefix(kind, stage, layer.block, index)
             index += 1
-            for role, child in layer.children():
-                first, second = _child_names(kind, prefix, role)
+            children = list(layer.children())
+            roles = [role for role, _ in children]
+            for role, child in children:
+                first, second = _child_names(kind, prefix, role, roles)
                 if child.kind == "squeeze_excite":
                     entries += [(f"{child.path}.{part}.{leaf}", f"{keras_name}/{leaf}", "same")
                                 for part, keras_name in (("reduce", first), ("expand", second))
@@ -394,7 +415,23 @@ def build_reference(arch, input_size=None, num_classes=None):
         layer.finalize_state()  # Normalization computes with copies taken here, not with its variables
     if kind == "convnext":
         _check_prestem(model, spec)
+    if kind == "efficientnet_v2":
+        _check_rescaling(model, spec)
     return model
+
+
+def _check_rescaling(model, spec):
+    """EfficientNetV2-S/M/L's ``Rescaling(scale=1/128, offset=-1)`` (no weights): the spec's preprocessing
+    must compute the same ``x * scale + offset``."""
+    layers = [layer for layer in model.layers if type(layer).__name__ == "Rescaling"]
+    pre = _preprocess(spec)
+    if len(layers) != 1 or pre is None:
+        raise ValueError(f"{spec.name}: expected one in-model Rescaling and a spec preprocessing, found "
+                         f"{len(layers)} Rescaling layers and {'a' if pre else 'no'} preprocessing")
+    scale, offset = float(layers[0].scale), float(layers[0].offset)
+    if not (np.allclose(pre.multiplier, scale, rtol=1e-12) and np.allclose(pre.addend, offset, rtol=1e-12)):
+        raise ValueError(f"{spec.name}: Keras' EfficientNetV2 rescales x * {scale} + {offset}; the spec's "
+                         f"preprocessing computes x * {list(pre.multiplier)} + {list(pre.addend)}")
 
 
 def _check_prestem(model, spec):
