@@ -86,8 +86,9 @@ def conv_bn_act(path, in_shape, out, kernel=3, stride=1, groups=1, act=None, bn:
 
 def norm_act(path, in_shape, act=None, bn: ir.BatchNorm = DEFAULT_BN, where=PYTHON):
     """A norm (``bn``: batch or layer norm) and an optional activation on their own: DenseNet's final
-    norm (spatial input), ConvNeXt's head norm (a layer norm on the pooled features, ``(C,)``)."""
-    if isinstance(bn, ir.BatchNorm) or len(in_shape) != 1:
+    norm (spatial input), ConvNeXt's head norm (a layer norm on the pooled features, ``(C,)``),
+    MobileNetV4's (a batch norm on them)."""
+    if len(in_shape) != 1:
         _check_spatial(in_shape, where)
     _check_act(act, where)
     return ir.NormAct(path=path, in_shape=tuple(in_shape), out_shape=tuple(in_shape), channels=in_shape[-1], bn=bn,
@@ -166,6 +167,41 @@ def fused_inverted_residual(path, in_shape, out, expanded, kernel=3, stride=1, a
     return ir.FusedInvertedResidual(path=path, in_shape=tuple(in_shape), out_shape=last.out_shape, fused=fused,
                                     project=project, residual=residual,
                                     drop_path=float(drop_path) if residual else 0.0)
+
+
+def universal_inverted_residual(path, in_shape, out, expanded, start_kernel=0, mid_kernel=3, stride=1, act="relu",
+                                bn=DEFAULT_BN, bias=False, skip=True, drop_path=0.0, padding="symmetric",
+                                where=PYTHON):
+    """MobileNetV4's UIB (timm ``UniversalInvertedResidual``): a ``start_kernel`` depthwise conv
+    (0: none; linear), a 1x1 expansion to ``expanded`` channels with ``act``, a ``mid_kernel``
+    depthwise conv (0: none; with ``act``), a linear 1x1 projection to ``out``. The stride goes to the
+    middle depthwise conv, or to the start one when there is no middle one."""
+    _check_spatial(in_shape, where)
+    c = in_shape[2]
+    _positive_int(expanded, "expanded", where)
+    for name, k in (("start_kernel", start_kernel), ("mid_kernel", mid_kernel)):
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise SpecError(where[0], f"{where[1]}.{name}", k, "a kernel size, or 0 for no such depthwise conv")
+    if stride != 1 and not (start_kernel or mid_kernel):
+        raise SpecError(where[0], f"{where[1]}.stride", stride, "1 (a UIB without depthwise convs cannot stride)")
+    shape, dw_start, dw_mid = tuple(in_shape), None, None
+    if start_kernel:
+        dw_start = conv_bn_act(f"{path}.dw_start", shape, c, start_kernel, 1 if mid_kernel else stride, groups=c,
+                               act=None, bn=bn, bias=bias, padding=padding, where=where)
+        shape = dw_start.out_shape
+    pw_exp = conv_bn_act(f"{path}.pw_exp", shape, expanded, 1, 1, act=act, bn=bn, bias=bias, padding=padding,
+                         where=where)
+    shape = pw_exp.out_shape
+    if mid_kernel:
+        dw_mid = conv_bn_act(f"{path}.dw_mid", shape, expanded, mid_kernel, stride, groups=expanded, act=act, bn=bn,
+                             bias=bias, padding=padding, where=where)
+        shape = dw_mid.out_shape
+    pw_proj = conv_bn_act(f"{path}.pw_proj", shape, out, 1, 1, act=None, bn=bn, bias=bias, padding=padding,
+                          where=where)
+    residual = bool(skip) and stride == 1 and c == out
+    return ir.UniversalInvertedResidual(path=path, in_shape=tuple(in_shape), out_shape=pw_proj.out_shape,
+                                        dw_start=dw_start, pw_exp=pw_exp, dw_mid=dw_mid, pw_proj=pw_proj,
+                                        residual=residual, drop_path=float(drop_path) if residual else 0.0)
 
 
 def _shortcut(path, in_shape, out, stride, bn, bias, padding, where):

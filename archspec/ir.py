@@ -126,6 +126,12 @@ class Layer:
         return sum(child.macs for _, child in self.children())
 
     @property
+    def residual_branch_end(self) -> Optional["ConvBNAct"]:
+        """The conv closing the branch that an identity or projection shortcut is added to (trained
+        networks keep that branch small: calibration damps its norm), or None: no residual add."""
+        return None
+
+    @property
     def params(self) -> int:
         """Trainable parameter count (PyTorch's ``parameters()`` convention: BN statistics excluded)."""
         total = 0
@@ -266,6 +272,10 @@ class DepthwiseSeparable(Layer):
     def children(self):
         return tuple((r, c) for r, c in (("dw", self.dw), ("se", self.se), ("pw", self.pw)) if c is not None)
 
+    @property
+    def residual_branch_end(self):
+        return self.pw if self.residual else None
+
 
 @dataclass(frozen=True)
 class InvertedResidual(Layer):
@@ -284,6 +294,10 @@ class InvertedResidual(Layer):
         roles = (("expand", self.expand), ("dw", self.dw), ("se", self.se), ("project", self.project))
         return tuple((r, c) for r, c in roles if c is not None)
 
+    @property
+    def residual_branch_end(self):
+        return self.project if self.residual else None
+
 
 @dataclass(frozen=True)
 class FusedInvertedResidual(Layer):
@@ -301,6 +315,37 @@ class FusedInvertedResidual(Layer):
     def children(self):
         return tuple((r, c) for r, c in (("fused", self.fused), ("project", self.project)) if c is not None)
 
+    @property
+    def residual_branch_end(self):
+        return (self.project or self.fused) if self.residual else None
+
+
+@dataclass(frozen=True)
+class UniversalInvertedResidual(Layer):
+    """MobileNetV4's universal inverted bottleneck (UIB): ``dw_start``? (k x k depthwise, linear),
+    ``pw_exp`` (1x1 to the expanded channels, act), ``dw_mid``? (k x k depthwise, act), ``pw_proj``
+    (1x1, linear), in that order; the stride is on ``dw_mid``, else on ``dw_start``. Plus
+    ``x + drop_path(branch)`` when ``residual``. Both depthwise convs: ExtraDW; mid only: the inverted
+    residual; start only: ConvNeXt-like; neither: FFN."""
+
+    dw_start: Optional[ConvBNAct] = None
+    pw_exp: ConvBNAct = None
+    dw_mid: Optional[ConvBNAct] = None
+    pw_proj: ConvBNAct = None
+    residual: bool = False
+    drop_path: float = 0.0
+
+    kind = "universal_inverted_residual"
+
+    def children(self):
+        roles = (("dw_start", self.dw_start), ("pw_exp", self.pw_exp), ("dw_mid", self.dw_mid),
+                 ("pw_proj", self.pw_proj))
+        return tuple((r, c) for r, c in roles if c is not None)
+
+    @property
+    def residual_branch_end(self):
+        return self.pw_proj if self.residual else None
+
 
 @dataclass(frozen=True)
 class BasicBlock(Layer):
@@ -316,6 +361,10 @@ class BasicBlock(Layer):
     def children(self):
         roles = (("conv1", self.conv1), ("conv2", self.conv2), ("shortcut", self.shortcut))
         return tuple((r, c) for r, c in roles if c is not None)
+
+    @property
+    def residual_branch_end(self):
+        return self.conv2
 
 
 @dataclass(frozen=True)
@@ -336,6 +385,10 @@ class Bottleneck(Layer):
         roles = (("conv1", self.conv1), ("conv2", self.conv2), ("se", self.se), ("conv3", self.conv3),
                  ("shortcut", self.shortcut))
         return tuple((r, c) for r, c in roles if c is not None)
+
+    @property
+    def residual_branch_end(self):
+        return self.conv3
 
 
 @dataclass(frozen=True)
@@ -574,6 +627,7 @@ class Spec:
 
 
 BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, FusedInvertedResidual,
+               UniversalInvertedResidual,
                BasicBlock, Bottleneck,
                ShuffleUnit, DenseLayer, Transition, ConvNeXtBlock, Pool, GlobalPool, Flatten, Dense, Dropout, Activation, Preprocess)
 

@@ -80,6 +80,8 @@ _STAGE_KEYS = {
                             "skip": (bool, False), "bn": (bool, False), "dw_bias": (bool, False),
                             "bias": (bool, False)},
     "fused_inverted_residual": {**_OUT, "expand_ratio": (_NUMBER, True), "skip": (bool, False)},
+    "universal_inverted_residual": {**_OUT, "expand_ratio": (_NUMBER, True), "start_kernel": (int, False),
+                                    "mid_kernel": (int, False), "skip": (bool, False)},
     "basic_block": {**_OUT},
     "bottleneck": {**_OUT, "mid": (int, True), "stride_on": (str, False), "groups": (int, False),
                    "se": ((dict, type(None)), False)},
@@ -648,6 +650,18 @@ class _Resolver:
         return blocks.fused_inverted_residual(path, shape, out, expanded, kernel, stride, act, bn=self.bn,
                                               bias=self.conv_bias, skip=cfg.get("skip", True), drop_path=drop_path,
                                               padding=self.padding, where=where)
+
+    def _block_universal_inverted_residual(self, path, shape, cfg, bpath, drop_path):
+        if "kernel" in cfg:
+            raise SpecError(self.file, f"{bpath}.kernel", cfg["kernel"],
+                            "no 'kernel' on a universal_inverted_residual: 'start_kernel' and 'mid_kernel' (0: none)")
+        where, out, _, stride, act = self._common(cfg, bpath)
+        kernels = [self._kernel(cfg.get(k, d), (self.file, f"{bpath}.{k}")) for k, d in
+                   (("start_kernel", 0), ("mid_kernel", 3))]
+        expanded = self._expanded(shape[2], cfg["expand_ratio"], bpath)
+        return blocks.universal_inverted_residual(path, shape, out, expanded, *kernels, stride, act, bn=self.bn,
+                                                  bias=self.conv_bias, skip=cfg.get("skip", True),
+                                                  drop_path=drop_path, padding=self.padding, where=where)
 
     def _block_depthwise_separable(self, path, shape, cfg, bpath, drop_path):
         where, out, kernel, stride, act = self._common(cfg, bpath)

@@ -66,6 +66,19 @@ class FusedInvertedResidual(nn.Module):
         return _residual(self, x, h, train)
 
 
+class UniversalInvertedResidual(nn.Module):
+    """dw_start? -> pw_exp -> dw_mid? -> pw_proj (linear), plus ``x + drop_path(branch)`` when ``residual``."""
+
+    block: ir.UniversalInvertedResidual
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = x
+        for role, child in self.block.children():
+            h = _conv(child, role)(h, train=train)
+        return _residual(self, x, h, train)
+
+
 class BasicBlock(nn.Module):
     """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
 

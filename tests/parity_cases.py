@@ -29,7 +29,7 @@ REPRESENTATIVE = ["dsconv_cnn", "dsconv_cnn_selu", "mobilenet_v1_cifar", "mobile
                   "resnet50", "resnet50_v1", "shufflenet_v2_x0_5", "keras/MobileNet_025", "keras/EfficientNetB0",
                   "keras/MobileNetV3Small", "timm/tf_efficientnet_b0", "timm/tf_mobilenetv3_small_100",
                   "torchvision/mnasnet0_5", "regnet_y_400mf", "densenet121", "convnext_tiny",
-                  "efficientnet_v2_s"]
+                  "efficientnet_v2_s", "mobilenet_v4_conv_small"]
 # (ResNeXt's grouped 3x3 bottleneck conv is RegNetY's, less the SE: resnext50_32x4d under -m heavy)
 
 
@@ -117,7 +117,10 @@ REDUCED = {"resnext50_32x4d": {"input_size": 33, "depth": 0.25},
            # ConvNeXt: layer norms, GELU, layer scale, the downsample of a stage's first block, 2x2 maps
            "convnext_tiny": {"input_size": 64, "depth": 0.34},
            # EfficientNetV2: Fused-MBConv with and without expansion, then MBConv with SE
-           "efficientnet_v2_s": {"input_size": 64, "depth": 0.25}}
+           "efficientnet_v2_s": {"input_size": 64, "depth": 0.25},
+           # MobileNetV4: plain conv stages, the four UIB forms (ExtraDW, IR, ConvNeXt-like), the
+           # batch-normed head on pooled features
+           "mobilenet_v4_conv_small": {"input_size": 64}}
 
 
 def _size(name, even, odd):

@@ -127,6 +127,18 @@ def test_params_and_macs_equal_torchvision(tv_name):
     assert spec.macs == macs
 
 
+@needs_timm
+@pytest.mark.parametrize("timm_name", ["mobilenetv4_conv_small", "mobilenetv4_conv_medium"])
+def test_params_and_macs_equal_timm_mobilenetv4(timm_name):
+    """MobileNetV4 is timm's only: parameters and MACs (counted on the model) equal timm's."""
+    spec = archspec.load(f"mobilenet_v4_{timm_name.split('_', 1)[1]}")
+    model = _meta(lambda: timm.create_model(timm_name, pretrained=False))
+    assert spec.params == _params(model)
+    macs, out_shape = _torch_macs(model, spec.input_shape[0])
+    assert out_shape == spec.output_shape
+    assert spec.macs == macs
+
+
 @needs_torchvision
 @pytest.mark.parametrize("width", sorted(MOBILENET_V2_WIDTHS))
 def test_mobilenet_v2_width_mult(width):
@@ -471,6 +483,16 @@ BAD = [
     ("fused_without_ratio", lambda d: d["base"]["layers"][1].update(stages=[
         {"block": "fused_inverted_residual", "out": 8, "repeats": 1}]),
      "$.layers[1].stages[0].expand_ratio", True),
+    # MobileNetV4's universal_inverted_residual
+    ("uib_with_kernel", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "universal_inverted_residual", "out": 8, "expand_ratio": 2, "kernel": 3, "repeats": 1}]),
+     "$.layers[1].stages[0].kernel", False),
+    ("uib_negative_start_kernel", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "universal_inverted_residual", "out": 8, "expand_ratio": 2, "start_kernel": -1, "repeats": 1}]),
+     "$.layers[1].stages[0].start_kernel", True),
+    ("uib_strided_without_depthwise", lambda d: d["base"]["layers"][1].update(stages=[
+        {"block": "universal_inverted_residual", "out": 8, "expand_ratio": 2, "mid_kernel": 0, "stride": 2,
+         "repeats": 1}]), "$.layers[1].stages[0].stride", False),
     ("transition_pool_too_big", lambda d: d["base"]["layers"].insert(1, {"name": "tr", "type": "transition",
                                                                          "out": 8, "pool_kernel": 9}),
      "$.layers[1]", False),

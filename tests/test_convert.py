@@ -109,7 +109,7 @@ def assert_one_line_error(status, err):
 # One network per block type (the whole zoo was checked once by the same comparison).
 LAYOUT_CASES = ["dsconv_cnn", "mobilenet_v3_small_100", "efficientnet_b0", "resnet18", "resnet50",
                 "shufflenet_v2_x0_5", "keras/MobileNetV3Small", "regnet_y_400mf", "densenet121",
-                "convnext_tiny", "efficientnet_v2_s"]
+                "convnext_tiny", "efficientnet_v2_s", "mobilenet_v4_conv_small"]
 
 
 @pytest.mark.parametrize("name", LAYOUT_CASES)

@@ -170,7 +170,7 @@ def test_graph_check_flags_unfrozen_variables_and_transposes(tmp_path):
 
 SMALLEST = ("dsconv_cnn", "mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_small_100", "efficientnet_b0",
             "mnasnet_050", "shufflenet_v2_x0_5", "resnet18", "regnet_y_400mf", "densenet121", "convnext_tiny",
-            "efficientnet_v2_s")
+            "efficientnet_v2_s", "mobilenet_v4_conv_small")
 
 
 @pytest.mark.heavy

@@ -29,9 +29,9 @@ SWEEP = [("timm/tf_efficientnet_b0", 193), ("timm/tf_efficientnet_b0", 230), ("t
          ("timm/tf_mobilenetv3_small_100", 230), ("timm/tf_mobilenetv3_large_100", 200),
          ("timm/mobilenetv3_small_100", 225), ("timm/efficientnet_b0", 193), ("timm/mobilenetv1_100", 193),
          ("timm/mobilenetv2_035", 225), ("timm/mnasnet_050", 193), ("timm/resnet18", 225),
-         ("timm/tf_efficientnetv2_s", 130)]
+         ("timm/tf_efficientnetv2_s", 130), ("timm/mobilenetv4_conv_medium", 193)]
 FRAMEWORKS = [("timm/tf_efficientnet_b0", 230), ("timm/tf_mobilenetv3_small_100", 225),
-              ("timm/mnasnet_050", 193), ("timm/resnet18", 193)]
+              ("timm/mnasnet_050", 193), ("timm/resnet18", 193), ("timm/mobilenetv4_conv_small", 97)]
 
 # timm models near the required ones that have no variant here, and why.
 NOT_COVERED = {

@@ -72,18 +72,10 @@ def skip_unless_selected(request):
 # -- helpers (also used by test_import_timm.py) --------------------------------------------------
 
 def residual_branch_ends(spec):
-    """Canonical paths of the ConvBNAct closing each residual branch."""
-    from archspec import ir
+    """Canonical paths of the ConvBNAct closing each residual branch (crossframe.parity.calibrate's)."""
+    from crossframe.parity.calibrate import residual_branch_ends as ends
 
-    for layer in spec.walk():
-        if isinstance(layer, ir.InvertedResidual) and layer.residual:
-            yield layer.project.path
-        elif isinstance(layer, ir.DepthwiseSeparable) and layer.residual:
-            yield layer.pw.path
-        elif isinstance(layer, ir.Bottleneck):
-            yield layer.conv3.path
-        elif isinstance(layer, ir.BasicBlock):
-            yield layer.conv2.path
+    return [conv.path for conv in ends(spec)]
 
 
 def make_realistic(model, spec, lib, seed=0, batch=2):

@@ -40,6 +40,7 @@ FAMILIES = [
     ("densenet121", {"input_size": 64, "depth": 0.25}),
     ("convnext_tiny", {"input_size": 64, "depth": 0.34}),
     ("efficientnet_v2_s", {"input_size": 64, "depth": 0.25}),
+    ("mobilenet_v4_conv_small", {"input_size": 64}),
 ]
 
 

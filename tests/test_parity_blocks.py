@@ -151,6 +151,24 @@ def test_fused_inverted_residual(ratio, stride, size, cin, cout, parity_report):
     run(block, f"fused_e{ratio}_s{stride}_{size}_{cin}_{cout}", parity_report)
 
 
+# MobileNetV4's UIB in its four forms: ExtraDW (both depthwise convs; stride on the middle one, odd
+# input), IR (middle only, residual), ConvNeXt-like (start only, strided) and FFN (neither, residual);
+# then a batch norm with act on pooled features (its head)
+@pytest.mark.parametrize("start,mid,stride,size,cin,cout", [(3, 5, 2, 9, 4, 8), (0, 3, 1, 8, 8, 8),
+                                                            (5, 0, 2, 8, 4, 8), (0, 0, 1, 6, 8, 8)])
+def test_universal_inverted_residual(start, mid, stride, size, cin, cout, parity_report):
+    block = blocks.universal_inverted_residual("uib", (size, size, cin), cout, cin * 2, start, mid, stride)
+    run(block, f"uib_a{start}_k{mid}_s{stride}_{size}_{cin}_{cout}", parity_report)
+
+
+def test_batch_norm_on_pooled_features(parity_report):
+    pooled = ir.Spec(name="bn_head", family="block", source="<test>", input_shape=(4, 4, 8), num_classes=0,
+                     layers=(blocks.global_pool("pool", (4, 4, 8)), blocks.norm_act("head", (8,), "relu")))
+    records = check_network(pooled, modes=MODES, seed=7, batch=4)
+    parity_report.extend(records)
+    assert all(r.passed for r in records), [(r.mode, r.pair, r.rel) for r in records if not r.passed]
+
+
 # ConvNeXt: a block with its downsample (layer norm, 2x2 stride-2 conv; odd input) and one without
 # (7x7 depthwise conv, layer norm, GELU dense layers, layer scale, residual); a layer norm after a conv
 # (the stem) and on pooled features (the head).

@@ -15,8 +15,9 @@ def _moments(x):
     """Mean and biased variance over N, H, W in two passes (mean of squared differences, as
     PyTorch; not E[x^2] - E[x]^2), op for op as ``tf.nn.moments``: the variance sees the mean
     through a stop-gradient (its exact gradient there is zero anyway)."""
-    mean = ops.mean(x, axis=(0, 1, 2))
-    var = ops.mean(ops.square(x - ops.stop_gradient(mean)), axis=(0, 1, 2))
+    axes = tuple(range(len(x.shape) - 1))  # N, H, W; or N for pooled features
+    mean = ops.mean(x, axis=axes)
+    var = ops.mean(ops.square(x - ops.stop_gradient(mean)), axis=axes)
     return mean, var
 
 

@@ -140,6 +140,22 @@ class FusedInvertedResidual(_Residual):
         return self._add(x, y, training)
 
 
+class UniversalInvertedResidual(_Residual):
+    """``dw_start``? -> ``pw_exp`` -> ``dw_mid``? -> ``pw_proj`` (linear), plus ``x`` when ``residual``."""
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.roles = tuple(role for role, _ in layer.children())
+        for role, child in layer.children():
+            setattr(self, role, _conv(self, child, role))
+
+    def call(self, x, training=None):
+        y = x
+        for role in self.roles:
+            y = getattr(self, role)(y, training=training)
+        return self._add(x, y, training)
+
+
 class BasicBlock(IRLayer):
     """``act(conv2(conv1(x)) + (shortcut(x) if shortcut else x))``."""
 

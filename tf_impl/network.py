@@ -5,7 +5,7 @@ from archspec import ConfigError, ir
 
 from ._tf import keras
 from .blocks import (BasicBlock, Bottleneck, ConvNeXtBlock, DenseLayer, DepthwiseSeparable, FusedInvertedResidual,
-                     InvertedResidual, ShuffleUnit, SqueezeExcite, Transition)
+                     InvertedResidual, ShuffleUnit, SqueezeExcite, Transition, UniversalInvertedResidual)
 from .layers import Activation, ConvBNAct, Dense, Dropout, Flatten, GlobalPool, NormAct, Pool, Preprocess
 
 # IR class -> Keras class of the same name.
@@ -14,7 +14,8 @@ RENDERERS = {
     ir.InvertedResidual: InvertedResidual, ir.BasicBlock: BasicBlock, ir.Bottleneck: Bottleneck,
     ir.ShuffleUnit: ShuffleUnit, ir.Pool: Pool, ir.GlobalPool: GlobalPool, ir.Flatten: Flatten,
     ir.Dense: Dense, ir.Dropout: Dropout, ir.Activation: Activation, ir.Preprocess: Preprocess,
-    ir.FusedInvertedResidual: FusedInvertedResidual, ir.NormAct: NormAct, ir.DenseLayer: DenseLayer, ir.Transition: Transition, ir.ConvNeXtBlock: ConvNeXtBlock,
+    ir.FusedInvertedResidual: FusedInvertedResidual, ir.UniversalInvertedResidual: UniversalInvertedResidual,
+    ir.NormAct: NormAct, ir.DenseLayer: DenseLayer, ir.Transition: Transition, ir.ConvNeXtBlock: ConvNeXtBlock,
 }
 assert set(RENDERERS) == set(ir.BLOCK_TYPES), "tf_impl.RENDERERS is out of step with archspec.ir.BLOCK_TYPES"
 assert all(cls.__name__ == k.__name__ for k, cls in RENDERERS.items())

@@ -25,6 +25,10 @@ class BatchNorm(nn.BatchNorm2d):
         super().__init__(channels, eps=bn.eps, momentum=bn.momentum)
         self.running_var_mode = bn.running_var
 
+    def _check_input_dim(self, x):
+        if x.dim() not in (2, 4):  # (N, C): a norm on pooled features (MobileNetV4's head)
+            raise ValueError(f"expected 2D or 4D input (got {x.dim()}D input)")
+
     def extra_repr(self):
         return f"{super().extra_repr()}, running_var={self.running_var_mode!r}"
 
@@ -35,7 +39,7 @@ class BatchNorm(nn.BatchNorm2d):
         y = F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         # ... and feed the running estimates the biased variance, the Keras/Flax convention.
         with torch.no_grad():
-            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+            var, mean = torch.var_mean(x, dim=(0, 2, 3) if x.dim() == 4 else 0, correction=0)
             self.num_batches_tracked.add_(1)
             # Same expression as the native kernel: (1 - m) * running + m * batch; momentum None
             # means a cumulative average, as in nn.BatchNorm2d.

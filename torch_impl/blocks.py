@@ -157,6 +157,28 @@ class FusedInvertedResidual(_Block):
         return y
 
 
+class UniversalInvertedResidual(_Block):
+    """dw_start? -> pw_exp -> dw_mid? -> pw_proj (linear), plus ``x + drop_path(branch)`` when ``residual``."""
+
+    roles = ("dw_start", "pw_exp", "dw_mid", "pw_proj")
+
+    def __init__(self, block):
+        super().__init__(block)
+        self._require("pw_exp", "pw_proj")
+        self.residual = block.residual
+        self.drop_path = block.drop_path
+
+    def forward(self, x):
+        y = x
+        for role in self.roles:
+            child = getattr(self, role)
+            if child is not None:
+                y = child(y)
+        if self.residual:
+            return x + drop_path(y, self.drop_path, self.training, self.ir.path)
+        return y
+
+
 class BasicBlock(_Block):
     """ResNet basic block: ``act(conv2(conv1(x)) + shortcut(x))``, identity shortcut when absent."""
 

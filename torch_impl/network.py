@@ -19,6 +19,7 @@ RENDERERS = {
     ir.DepthwiseSeparable: blocks.DepthwiseSeparable,
     ir.InvertedResidual: blocks.InvertedResidual,
     ir.FusedInvertedResidual: blocks.FusedInvertedResidual,
+    ir.UniversalInvertedResidual: blocks.UniversalInvertedResidual,
     ir.BasicBlock: blocks.BasicBlock,
     ir.Bottleneck: blocks.Bottleneck,
     ir.ShuffleUnit: blocks.ShuffleUnit,

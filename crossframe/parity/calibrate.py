@@ -29,16 +29,11 @@ RESIDUAL_GAIN = 0.2
 
 
 def residual_branch_ends(spec):
-    """The ConvBNAct closing each residual branch (its output is added to the block's input)."""
+    """The ConvBNAct closing each residual branch (its output is added to the block's input or its
+    shortcut): each IR block names its own (``residual_branch_end``)."""
     for layer in spec.walk():
-        if isinstance(layer, (ir.InvertedResidual, ir.DepthwiseSeparable)) and layer.residual:
-            yield layer.project if isinstance(layer, ir.InvertedResidual) else layer.pw
-        elif isinstance(layer, ir.FusedInvertedResidual) and layer.residual:
-            yield layer.project or layer.fused
-        elif isinstance(layer, ir.Bottleneck):
-            yield layer.conv3
-        elif isinstance(layer, ir.BasicBlock):
-            yield layer.conv2
+        if layer.residual_branch_end is not None:
+            yield layer.residual_branch_end
 
 
 def calibrated_weights(spec, seed=0, batch=8):

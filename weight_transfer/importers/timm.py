@@ -8,7 +8,10 @@ block (our inverted residual without expansion, or our depthwise-separable block
 conv_pwl, bn3``; EfficientNetV2's EdgeResidual ``conv_exp, bn1, conv_pwl, bn2`` (our fused block) and
 its first stage's ``ConvBnAct`` ``conv, bn1`` (our fused block without expansion). MobileNetV3 (class ``MobileNetV3``) ends its blocks with a ``ConvBnAct``
 (``blocks.{S}.0.conv``/``bn1``: our ``head``), then pools and applies ``conv_head``, a 1x1 conv with
-bias on the pooled features: our dense ``head_fc``. ResNets use torchvision's names.
+bias on the pooled features: our dense ``head_fc``. MobileNetV4 (the same class) names its UIB's
+convs ``dw_start``, ``pw_exp``, ``dw_mid``, ``pw_proj`` (each ``conv``/``bn``, our roles), its plain conv
+stages ``conv``/``bn1`` (our fused blocks without expansion), and norms its pooled ``conv_head``
+(``norm_head``: our ``head_norm``). ResNets use torchvision's names.
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ TABLE = {
         Rule("head_fc", "conv_head", layout="conv1x1"),
         Rule("classifier", "classifier"),
     ],
+    "mobilenet_v4": [
+        Rule("stem.conv", "conv_stem"),
+        Rule("stem.bn", "bn1"),
+        *_BLOCKS,
+        Rule("stages.{i}.blocks.{j}.{role:dw_start|pw_exp|dw_mid|pw_proj}.{part:conv|bn}", "blocks.{i}.{j}.{role}.{part}"),
+        Rule("head.conv", "blocks.{S}.0.conv"),
+        Rule("head.bn", "blocks.{S}.0.bn1"),
+        Rule("head_fc", "conv_head", layout="conv1x1"),
+        Rule("head_norm.bn", "norm_head"),
+        Rule("classifier", "classifier"),
+    ],
     "resnet": _TORCHVISION["resnet"],
 }
 
@@ -72,6 +86,7 @@ _MODELS = (
     *(f"efficientnet_b{i}" for i in range(5)),
     *(f"tf_efficientnet_b{i}" for i in range(8)),
     "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l",
+    "mobilenetv4_conv_small", "mobilenetv4_conv_medium",
     "mnasnet_050", "mnasnet_075", "mnasnet_100", "mnasnet_140",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 )
