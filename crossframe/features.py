@@ -4,9 +4,10 @@ A feature point is the last top-level layer of the stem or the stages (not a poo
 head conv after the last stage, nothing after the global pool or flatten) at each reduction (input
 size over the map's size: 2, 4, 8, 16, 32). ``feature_info`` (``module``: the canonical path,
 ``num_chs``, ``reduction``, ``index``) is computed from the spec alone, so it is the same in every
-framework, and equal to timm's ``feature_info`` for every network timm has (MobileNet V1/V2/V3,
-MnasNet, EfficientNet, ResNet). timm builds MobileNetV3's 1x1 conv after the last stage (960/576
-channels) as a stage of its own, so for that family the head conv is the last feature point.
+framework, and equal to timm's ``feature_info`` for every network timm has (MobileNet V1/V2/V3/V4,
+MnasNet, EfficientNet, ResNet, RegNet). timm's ``MobileNetV3`` class (MobileNetV3 and V4) builds the
+1x1 conv after the last stage (960/576 channels) as a stage of its own, so for those families the
+head conv is the last feature point.
 
 The model is the network cut after its last feature point (so the classifier is not built), with
 every weight of that part loaded strictly; it returns the list of feature maps (NCHW in PyTorch,
@@ -22,7 +23,7 @@ from archspec import ir
 from archspec.errors import ConfigError
 
 _NOT_FEATURES = (ir.Pool, ir.Preprocess, ir.Dropout, ir.Activation)
-_HEAD_IS_A_STAGE = {"mobilenet_v3"}  # families whose 1x1 head conv timm counts as the last stage
+_HEAD_IS_A_STAGE = {"mobilenet_v3", "mobilenet_v4"}  # families whose 1x1 head conv timm counts as the last stage
 
 
 def feature_info(spec, out_indices=None):

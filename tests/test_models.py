@@ -336,11 +336,13 @@ def test_library_checkpoints_with_any_head_in_every_framework(name, num_classes,
 
 # -- features_only ----------------------------------------------------------------------------------
 
-TIMM_FEATURES = [("timm/mobilenetv2_035", "mobilenetv2_035"), ("timm/resnet18", "resnet18")]
+TIMM_FEATURES = [("timm/mobilenetv2_035", "mobilenetv2_035"), ("timm/resnet18", "resnet18"),
+                 ("timm/mobilenetv4_conv_small", "mobilenetv4_conv_small")]
 TIMM_FEATURES_HEAVY = [("timm/efficientnet_b0", "efficientnet_b0"), ("timm/mnasnet_050", "mnasnet_050"),
                        ("timm/mobilenetv3_small_100", "mobilenetv3_small_100"),
                        ("timm/mobilenetv3_large_100", "mobilenetv3_large_100"),
                        ("timm/mobilenetv1_100", "mobilenetv1_100"), ("timm/resnet50", "resnet50"),
+                       ("timm/mobilenetv4_conv_medium", "mobilenetv4_conv_medium"),
                        ("resnext50_32x4d", "resnext50_32x4d"), ("wide_resnet50_2", "wide_resnet50_2"),
                        ("regnet_y_400mf", "regnety_004"), ("regnet_y_1_6gf", "regnety_016"),
                        ("regnet_x_400mf", "regnetx_004_tv"),  # timm's regnetx_004 is pycls' (384 channels, not 400)
