@@ -23,7 +23,7 @@ exports seeded random weights with calibrated BN statistics. The batch is dynami
 Verification (on unless --no-verify) runs the artifact in a fresh process with its own runtime and
 compares it with the source framework's model on seeded random inputs: float32 within rel 1e-5 or
 4x the network's float32-vs-float64 floor; quantized within the measured bands of docs/EXPORT.md
-and top-1 agreement with float32. A failed verification leaves no file. The error, the band and
+and top-1 agreement with float32 (int8 with --calibration-data DIR: on held-out images of DIR). A failed verification leaves no file. The error, the band and
 the SHA-256 of WEIGHTS go into the artifact's metadata (StableHLO: OUT.json)."""
 
 
@@ -43,7 +43,11 @@ def add_arguments(p):
     p.add_argument("--quantize", default="none", metavar="Q",
                    help="none (default), float16 (tflite, onnx), dynamic-int8 or int8 (tflite)")
     p.add_argument("--calibration", type=int, default=32, metavar="N",
-                   help="random inputs for int8 calibration (default 32)")
+                   help="inputs for int8 calibration (default 32): seeded random ones, or images of "
+                        "--calibration-data")
+    p.add_argument("--calibration-data", default=None, metavar="DIR",
+                   help="int8: calibrate on images of this ImageFolder (DIR/<class>/*.png|jpg, or its train/ "
+                        "split), in the network's eval transform; its other images feed the top-1 check")
     p.add_argument("--input-size", type=int, default=None, metavar="N", help="resolve ARCH at this input size")
     p.add_argument("--onnx-exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="the ONNX exporter (default dynamo: torch.export-based, PyTorch's recommended one)")
@@ -61,7 +65,7 @@ def run(args):
     elif fmt is None:
         raise ExportError("--format FMT is needed for WEIGHTS (or give WEIGHTS `random`)")
     report = export_model(args.arch, weights, fmt, args.target, args.out, batch=args.batch, quantize=args.quantize,
-                          calibration=args.calibration, verify=args.verify, overwrite=args.overwrite,
+                          calibration=args.calibration, calibration_data=args.calibration_data, verify=args.verify, overwrite=args.overwrite,
                           input_size=args.input_size, onnx_exporter=args.onnx_exporter)
     if args.json:
         json.dump(report, sys.stdout, indent=1, default=str)
@@ -76,6 +80,8 @@ def run(args):
         verdict = "NOT verified (--no-verify)"
     print(f"{report['out']}: {report['target']} ({report['quantize']}), input {report['input_layout']} "
           f"{report['input_shape']}, {report['bytes']:,} bytes; {verdict}; metadata in {report['metadata_in']}")
+    if report["calibration"]:
+        print(f"calibrated on {report['calibration']}")
     if report["ops"]:
         print("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(report["ops"].items(), key=lambda kv: -kv[1])))
     return 0

@@ -56,7 +56,7 @@ def read_metadata(target, path):
     return read(target, path)
 
 
-def _check_args(target, quantize, batch, calibration):
+def _check_args(target, quantize, batch, calibration, calibration_data=None):
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if quantize not in QUANTIZATIONS:
@@ -75,7 +75,44 @@ def _check_args(target, quantize, batch, calibration):
             raise ExportError(f"batch {batch}: expected a positive integer or 'dynamic'")
     if not isinstance(calibration, int) or calibration < 1:
         raise ExportError(f"calibration {calibration!r}: expected a positive number of inputs")
+    if calibration_data is not None and quantize != "int8":
+        raise ExportError(f"calibration data {calibration_data}: only --quantize int8 is calibrated "
+                          f"(this export is {quantize})")
     return batch
+
+
+def _images(spec, folder, calibration, seed):
+    """``(calibration images, verification images, description)`` from the ImageFolder ``folder``
+    (its ``train`` split when it has one), each (N, H, W, C) float32 as the network expects it
+    (the eval transform: resize, center crop, ImageNet normalisation or raw 0..255 values for a spec
+    that preprocesses in the model). Files are drawn in a seeded order: the first ``calibration`` go
+    to calibration, the next ``TOP1_INPUTS`` to the top-1 check (held out while the folder has
+    enough; else the check reuses images, and the description says so)."""
+    import numpy as np
+
+    from jax_impl.train import images  # Pillow and numpy only (jax_impl's package imports Flax)
+
+    if not Path(folder).is_dir():
+        raise ExportError(f"calibration data {folder}: not a directory (expected an ImageFolder: "
+                          "DIR/<class>/<image>.png|jpg)")
+    splits = images.splits(str(folder))
+    root = splits["train"] if splits else str(folder)
+    files = images.list_folder(root)[0]
+    order = np.random.default_rng([seed, 11]).permutation(len(files))
+    calib = order[:calibration]
+    held = order[calibration:calibration + TOP1_INPUTS]
+    reused = len(held) < TOP1_INPUTS
+    if reused:
+        held = order[:TOP1_INPUTS]
+    mean, std = images.normalization(spec)
+
+    def load(idx):
+        return np.stack([images.eval_transform(files[i], spec.input_shape, mean, std) for i in idx])
+
+    what = (f"{len(calib)} images of {root} ({len(files)} files); top-1 check on "
+            + (f"{len(held)} of the same images (the folder has too few to hold any out)" if reused
+               else f"{len(held)} held-out images"))
+    return load(calib), load(held), what
 
 
 def _claim(target, out, overwrite):
@@ -183,8 +220,8 @@ def _to_layout(layout, x):
 
 
 def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch="dynamic", quantize="none",
-                 calibration=CALIBRATION, verify=True, overwrite=False, input_size=None, overrides=None, seed=SEED,
-                 onnx_exporter="dynamo", _export_overrides=None, _target_options=None):
+                 calibration=CALIBRATION, calibration_data=None, verify=True, overwrite=False, input_size=None,
+                 overrides=None, seed=SEED, onnx_exporter="dynamo", _export_overrides=None, _target_options=None):
     """Export network ``arch`` with the checkpoint ``weights`` (format ``fmt``) to ``target`` at ``out``.
 
     ``arch``: a variant name, a registered library name or an ``archspec.ir.Spec``; ``weights`` and
@@ -193,7 +230,8 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     ``overrides``: resolve ``arch`` with these archspec overrides (``{"depth": 0.5}``). ``target``: one
     of :data:`TARGETS`. ``batch``: ``"dynamic"`` or a fixed size. ``quantize``: ``none``,
     ``float16``, ``dynamic-int8`` or ``int8`` where the target offers it (``calibration`` inputs
-    for int8). ``verify`` (default): run the artifact in a fresh process with its own runtime and
+    for int8: seeded random inputs, or up to that many images of the ImageFolder ``calibration_data``,
+    whose other images then feed the top-1 check). ``verify`` (default): run the artifact in a fresh process with its own runtime and
     refuse it (no file) outside the band. ``_export_overrides``: tests only, archspec overrides for
     the exported model alone (a planted fault the verification must catch); ``_target_options``:
     tests only, writer options (``{"freeze": False}``: a LiteRT graph with its variables unfrozen).
@@ -201,7 +239,7 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     Returns a report: ``rel``, ``band``, ``floor``, ``top1_agreement``, ``ops``, ``bytes``, paths...
     """
     started = time.perf_counter()
-    batch = _check_args(target, quantize, batch, calibration)
+    batch = _check_args(target, quantize, batch, calibration, calibration_data)
     if out is None:
         raise ExportError("no output path given")
     if weights is not None and fmt is None:
@@ -213,6 +251,9 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     out = _claim(target, out, overwrite)
     spec = _spec(arch, input_size, overrides)
     export_spec = _spec(arch, input_size, {**(overrides or {}), **_export_overrides}) if _export_overrides else spec
+
+    # the images first: a bad folder is one line before any framework loads
+    images = None if calibration_data is None else _images(spec, calibration_data, calibration, seed)
 
     from archspec.frameworks import import_in_order, installed
 
@@ -247,6 +288,12 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
         sizes = (per,) * math.ceil(TOP1_INPUTS / per)
     xs = [rng.standard_normal((n, h, w, c)).astype(np.float32) for n in sizes]
     calib = np.random.default_rng(seed + 7).standard_normal((calibration, h, w, c)).astype(np.float32)
+    calibrated_on = f"{calibration} seeded random inputs" if quantize == "int8" else None
+    if calibration_data is not None:
+        calib, held, calibrated_on = images
+        per = batch or len(held)  # a fixed batch: whole batches, the last one filled from the start again
+        cycled = held[np.arange(math.ceil(len(held) / per) * per) % len(held)]
+        xs = [cycled[i:i + per] for i in range(0, len(cycled), per)]
 
     timings = {}
     with common.Staged(out, sidecar=t.sidecar) as staged:
@@ -262,7 +309,8 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
                   "input_layout": t.layout, "framework": t.framework,
                   "input_shape": [batch or "batch", *((c, h, w) if t.layout == "NCHW" else (h, w, c))],
                   "batch": batch or "dynamic", "quantize": quantize, "verified": False, "rel": None,
-                  "band": None, "floor": None, "top1_agreement": None, "ops": None, **source}
+                  "band": None, "floor": None, "top1_agreement": None, "ops": None, "calibration": calibrated_on,
+                  **source}
         if target == "onnx":
             report["onnx_exporter"] = "torch.onnx.export(dynamo=True)" if onnx_exporter == "dynamo" \
                 else "torch.onnx.export(dynamo=False) (TorchScript)"
@@ -297,6 +345,7 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
         metadata = {"crossframe_version": common.crossframe_version(), "crossframe_export": target,
                     **{k: report[k] for k in ("arch", "spec_hash", "input_layout", "input_shape", "batch",
                                               "quantize", "verified", "rel", "band", "floor", "top1_agreement",
+                                              "calibration",
                                               "source", "source_sha256")},
                     **({"source_format": fmt} if fmt else {})}
         from .targets import stamp
