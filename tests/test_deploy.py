@@ -184,6 +184,24 @@ def test_int8_calibrates_on_an_image_folder(tmp_path):
     assert lo_scale < 0.8 * hi_scale, (lo_scale, hi_scale)
 
 
+@needs_all
+def test_int8_hard_swish_stays_in_one_xnnpack_partition(tmp_path):
+    """LiteRT's XNNPACK delegate takes no int8 HARD_SWISH: each one split the int8 graph (22 partitions
+    for MobileNetV3-Large, slower than float32). The int8 export writes hard swish as (x / 6) * relu6(x + 3),
+    which stays delegated; the planted graph (the plain form) is flagged."""
+    from crossframe.deploy import export_model
+    from crossframe.deploy.graph import tflite_ops, tflite_problems
+
+    net = dict(input_size=64, calibration=8)
+    r = export_model("mobilenet_v3_small_100", None, None, "tflite", tmp_path / "int8.tflite", quantize="int8", **net)
+    assert "HARD_SWISH" not in r["ops"] and r["ops"]["DELEGATE"] == 1, r["ops"]
+    assert tflite_problems(tmp_path / "int8.tflite") == []
+    plain = export_model("mobilenet_v3_small_100", None, None, "tflite", tmp_path / "plain.tflite", quantize="int8",
+                         verify=False, _target_options={"int8_forms": False}, **net)
+    assert tflite_ops(tmp_path / "plain.tflite")["HARD_SWISH"] > 0
+    assert any("XNNPACK partitions" in p for p in tflite_problems(tmp_path / "plain.tflite"))
+
+
 def test_calibration_data_bad_input_one_line_exit_2_no_file(tmp_path):
     out = tmp_path / "m.tflite"
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "tflite", "--calibration-data",

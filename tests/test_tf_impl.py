@@ -326,6 +326,23 @@ def test_activation_matches_definition(name):
     assert np.abs(y - reference(x.astype(np.float64))).max() <= 1e-6
 
 
+def test_int8_forms_are_the_same_functions_and_only_inside_their_context():
+    """``activations.int8_forms()`` (the int8 LiteRT export) swaps hard swish for ``(x / 6) * relu6(x + 3)``:
+    the same function up to float32 rounding, used by layers built inside the context only."""
+    from tf_impl import activations
+
+    x = np.concatenate([np.linspace(-8, 8, 321), [-3.0, 3.0, 0.0, -6.0, 6.0]]).astype(np.float32).reshape(1, 1, -1, 1)
+    shape = x.shape[1:]
+    plain = _single(B.activation("act", shape, "hard_swish"), shape)[1]
+    with activations.int8_forms():
+        swapped = _single(B.activation("act", shape, "hard_swish"), shape)[1]
+        assert activations.get("hard_swish") is not activations.FUNCTIONS["hard_swish"]
+    assert activations.get("hard_swish") is activations.FUNCTIONS["hard_swish"]
+    reference = x.astype(np.float64) * np.clip(x.astype(np.float64) + 3.0, 0.0, 6.0) / 6.0
+    for model in (plain, swapped):
+        assert np.abs(np.asarray(model(x)) - reference).max() <= 1e-6
+
+
 def test_max_pool_pads_with_minus_infinity():
     layer = B.pool("pool", (5, 5, 2), op="max", kernel=3, stride=2, padding=1)
     spec, model = _single(layer, (5, 5, 2))

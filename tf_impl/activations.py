@@ -4,6 +4,8 @@ Keras' own ``hard_sigmoid``/``hard_silu`` are not used: Keras 2's hard sigmoid i
 and spelling every formula out here keeps the three frameworks reading the same table.
 """
 
+import contextlib
+
 from archspec import ir
 
 from ._tf import ops
@@ -62,8 +64,34 @@ FUNCTIONS = {
 assert set(FUNCTIONS) == set(ir.ACTIVATIONS), "tf_impl.activations is out of step with archspec.ir.ACTIVATIONS"
 
 
+def _hard_swish_for_int8(x):
+    """``(x / 6) * relu6(x + 3)``: hard swish in an order TFLite's converter does not rewrite into its
+    HARD_SWISH op. LiteRT's XNNPACK delegate takes no int8 HARD_SWISH, so each one splits the int8
+    graph and runs on the builtin kernel, which made int8 MobileNetV3-Large slower than float32
+    (docs/EXPORT.md); this form is an ADD with a fused RELU6 and two MULs, all delegated."""
+    return (x * (1.0 / 6.0)) * ops.relu6(x + 3.0)
+
+
+_INT8_FORMS = {"hard_swish": _hard_swish_for_int8}
+_overrides = {}
+
+
+@contextlib.contextmanager
+def int8_forms():
+    """Layers built inside use the int8-friendly form of an activation where there is one
+    (``crossframe export --quantize int8``); the same functions up to float32 rounding."""
+    _overrides.update(_INT8_FORMS)
+    try:
+        yield
+    finally:
+        for name in _INT8_FORMS:
+            _overrides.pop(name, None)
+
+
 def get(name):
     """The function for activation ``name`` (``None`` is the identity)."""
+    if name in _overrides:
+        return _overrides[name]
     try:
         return FUNCTIONS[name]
     except KeyError:

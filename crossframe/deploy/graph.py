@@ -35,8 +35,12 @@ def tflite_ops(path):
 
 
 def tflite_problems(path):
-    """What keeps the LiteRT graph at ``path`` from being a clean NHWC, BN-folded graph (``[]``: none)."""
+    """What keeps the LiteRT graph at ``path`` from being a clean NHWC, BN-folded graph that XNNPACK runs
+    as one partition (``[]``: none)."""
     interpreter = _interpreter(path)
+    for d in interpreter.get_input_details():  # delegates apply at allocation (a dynamic batch: batch 1)
+        interpreter.resize_tensor_input(d["index"], [1 if n < 0 else n for n in d["shape_signature"]])
+    interpreter.allocate_tensors()
     ops = interpreter._get_ops_details()
     fed = {int(d["index"]) for d in interpreter.get_input_details()}
     sizes = {int(d["index"]): int(np.prod(d["shape"])) for d in interpreter.get_tensor_details()}
@@ -51,6 +55,9 @@ def tflite_problems(path):
         problems.append(f"{counts['TRANSPOSE']} TRANSPOSE op(s)")
     if counts.get("VAR_HANDLE") or counts.get("READ_VARIABLE"):
         problems.append("unfrozen variables (VAR_HANDLE/READ_VARIABLE)")
+    if counts.get("DELEGATE", 0) > 1:  # an op the XNNPACK delegate does not take (int8 HARD_SWISH) splits it
+        problems.append(f"{counts['DELEGATE']} XNNPACK partitions (the ops between them run on LiteRT's builtin "
+                        "kernels)")
     unfolded = Counter()
     for op in ops:
         if op["op_name"] not in _CONV:

@@ -10,6 +10,7 @@ sidecar). ``batch`` is an int or ``None`` (dynamic). Frameworks are imported by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,13 @@ def _keras_function(spec, weights, batch):
 def _tflite(spec, weights, path, batch, quantize, calibration, options):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from tf_impl import activations
     from tf_impl._tf import tf
 
-    model, signature, run = _keras_function(spec, weights, batch)
+    # int8: activations in the forms LiteRT's XNNPACK delegate runs in int8 (hard swish, see there)
+    with activations.int8_forms() if quantize == "int8" and options.get("int8_forms", True) \
+            else contextlib.nullcontext():
+        model, signature, run = _keras_function(spec, weights, batch)
     fn = tf.function(lambda images: {"logits": model(images, training=False)})
     # Variables frozen to constants: the converter then folds each BN into its convolution and the
     # kernel layout changes at conversion time (no TRANSPOSE or READ_VARIABLE in the graph).
