@@ -299,3 +299,70 @@ def test_heavy_torchvision_checkpoint_straight_to_tflite(tmp_path):
                "torchvision", "--to", "tflite")
     assert out.returncode == 0, out.stderr
     assert "verified" in out.stdout and (tmp_path / "m.tflite").exists()
+
+
+# -- a library's checkpoint to every target, against the library's own model ------------------------
+
+LIBRARY_CHECKPOINTS = [("torchvision", "torchvision/mobilenet_v3_small"), ("timm", "timm/mobilenetv4_conv_small"),
+                       ("keras-applications", "keras/MobileNetV3Small")]
+
+
+def _library_checkpoint(fmt, arch, size, tmp_path):
+    """``(checkpoint path, the library's own model as f(x_nhwc) -> logits, input scale)``: random weights
+    (no download), the library's default initialisation."""
+    import numpy as np
+
+    name = arch.split("/", 1)[1]
+    if fmt == "torchvision" or fmt == "timm":
+        import torch
+
+        torch.manual_seed(0)
+        if fmt == "torchvision":
+            import torchvision
+
+            model = torchvision.models.get_model(name, weights=None).eval()
+        else:
+            import timm
+
+            model = timm.create_model(name, pretrained=False).eval()
+        path = tmp_path / f"{name}.pth"
+        torch.save(model.state_dict(), path)
+
+        def run(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).double().numpy()
+        return path, run, 1.0
+    import torch  # noqa: F401  (before TensorFlow)
+
+    from archspec.frameworks import import_tf
+
+    _, keras = import_tf()
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    path = tmp_path / f"{name}.weights.h5"
+    model.save_weights(path)
+    return path, (lambda x: np.asarray(model(x, training=False), np.float64)), 127.5
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("fmt,arch", LIBRARY_CHECKPOINTS, ids=[a for _, a in LIBRARY_CHECKPOINTS])
+def test_heavy_library_checkpoint_to_every_target_reproduces_the_library(tmp_path, fmt, arch):
+    """One command from a torchvision, timm or Keras Applications checkpoint to each target; the artifact,
+    run by its own runtime, gives the library's own model's logits (rel within the parity band)."""
+    import numpy as np
+
+    from crossframe.deploy import TARGETS, _run_artifact, export_model
+
+    size = 96
+    src, library, scale = _library_checkpoint(fmt, arch, size, tmp_path)
+    x = (np.random.default_rng(5).standard_normal((2, size, size, 3)) * scale + (scale if scale > 1 else 0))
+    x = x.astype(np.float32)
+    ref = library(x)
+    for target in TARGETS:
+        out = tmp_path / f"m{SUFFIX[target]}" if target != "savedmodel" else tmp_path / "sm"
+        r = export_model(arch, src, fmt, target, out, input_size=size)
+        layout_x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if TARGETS[target].layout == "NCHW" else x
+        (y,), _ = _run_artifact(target, out, [layout_x])
+        rel = float(np.abs(y - ref).max() / np.abs(ref).max())
+        assert np.isfinite(y).all() and rel <= r["band"], (target, rel, r["band"])
