@@ -237,6 +237,27 @@ SMALLEST = ("dsconv_cnn", "mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_
             "efficientnet_v2_s", "mobilenet_v4_conv_small")
 
 
+# The default suite: each family's smallest member, reduced as the parity cases reduce it (or at 32 px),
+# to one target each, the targets taken in turn (every target sees two or three families); -m heavy
+# below: each at its native size to every target.
+_TARGET_ORDER = ("tflite", "onnx", "stablehlo", "torch-export", "savedmodel")
+FAMILY_TARGETS = [(name, _TARGET_ORDER[i % len(_TARGET_ORDER)]) for i, name in enumerate(SMALLEST)]
+
+
+@needs_all
+@pytest.mark.parametrize("name,target", FAMILY_TARGETS, ids=[f"{n}-{t}" for n, t in FAMILY_TARGETS])
+def test_smallest_of_each_family_reduced_to_a_target(tmp_path, name, target):
+    import archspec
+    from crossframe.deploy import export_model
+    from parity_cases import REDUCED
+
+    native = archspec.load(name)
+    spec = archspec.load(name, **REDUCED.get(name, {} if native.input_shape[0] <= 32 else {"input_size": 32}))
+    out = tmp_path / (f"m{SUFFIX[target]}" if target != "savedmodel" else "sm")
+    r = export_model(spec, None, None, target, out)
+    assert r["verified"] and r["rel"] <= r["band"], r
+
+
 @pytest.mark.heavy
 @needs_all
 @pytest.mark.parametrize("target", ["tflite", "onnx", "savedmodel", "stablehlo", "torch-export"])
