@@ -241,7 +241,10 @@ SMALLEST = ("dsconv_cnn", "mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_
 # to one target each, the targets taken in turn (every target sees two or three families); -m heavy
 # below: each at its native size to every target.
 _TARGET_ORDER = ("tflite", "onnx", "stablehlo", "torch-export", "savedmodel")
-FAMILY_TARGETS = [(name, _TARGET_ORDER[i % len(_TARGET_ORDER)]) for i, name in enumerate(SMALLEST)]
+# (mobilenet_v2_035 is left out: test_three_renderers_verified_with_metadata_and_clean_graphs exports it to
+# three targets already)
+FAMILY_TARGETS = [(name, _TARGET_ORDER[i % len(_TARGET_ORDER)])
+                  for i, name in enumerate(n for n in SMALLEST if n != "mobilenet_v2_035")]
 
 
 @needs_all
