@@ -626,6 +626,20 @@ class Spec:
             yield from rec(layer)
 
 
+# Activations whose every output is >= 0.
+NONNEGATIVE_ACTIVATIONS = ("relu", "relu6", "sigmoid", "hard_sigmoid")
+
+
+def nonnegative_output(layer):
+    """Whether every output value of ``layer`` is >= 0 whatever its input: its last operation is one of
+    :data:`NONNEGATIVE_ACTIVATIONS` (a renderer may then pad a following max pool with 0, not -inf)."""
+    if isinstance(layer, ConvBNAct):
+        return layer.order == "conv_norm_act" and layer.act in NONNEGATIVE_ACTIVATIONS
+    if isinstance(layer, (NormAct, Activation)):
+        return layer.act in NONNEGATIVE_ACTIVATIONS
+    return False
+
+
 BLOCK_TYPES = (ConvBNAct, SqueezeExcite, NormAct, DepthwiseSeparable, InvertedResidual, FusedInvertedResidual,
                UniversalInvertedResidual,
                BasicBlock, Bottleneck,

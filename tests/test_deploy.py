@@ -202,6 +202,18 @@ def test_int8_hard_swish_stays_in_one_xnnpack_partition(tmp_path):
     assert any("XNNPACK partitions" in p for p in tflite_problems(tmp_path / "plain.tflite"))
 
 
+@needs_all
+def test_resnet_litert_graph_is_one_xnnpack_partition(tmp_path):
+    """The stem max pool after a ReLU pads with 0 (PAD), not -inf (PADV2, which XNNPACK does not take and
+    which left every ResNet file, every converter's too, in two partitions)."""
+    from crossframe.deploy import export_model
+    from crossframe.deploy.graph import tflite_problems
+
+    r = export_model("resnet18", None, None, "tflite", tmp_path / "r.tflite", input_size=33)
+    assert "PADV2" not in r["ops"] and r["ops"]["DELEGATE"] == 1, r["ops"]
+    assert tflite_problems(tmp_path / "r.tflite") == []
+
+
 def test_calibration_data_bad_input_one_line_exit_2_no_file(tmp_path):
     out = tmp_path / "m.tflite"
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "tflite", "--calibration-data",

@@ -353,6 +353,27 @@ def test_max_pool_pads_with_minus_infinity():
     np.testing.assert_array_equal(y, ref)
 
 
+def test_max_pool_after_a_relu_pads_with_zero_and_gives_the_same_maxima():
+    """After a layer whose outputs are all >= 0 (ir.nonnegative_output) the network pads its max pool with 0
+    (a PAD LiteRT's XNNPACK takes, where -inf is a PADV2 it does not): bit for bit the -inf result on such
+    input; the flag is set by the network from the IR, not elsewhere."""
+    import tf_impl
+
+    spec = archspec.load("resnet18", input_size=33)
+    model = tf_impl.build(spec)
+    (i, stem_pool), = [(i, L) for i, L in enumerate(spec.layers) if L.kind == "pool"]
+    assert model.get_layer(stem_pool.path).nonnegative_input and ir.nonnegative_output(spec.layers[i - 1])
+    layer = B.pool("pool", (5, 5, 2), op="max", kernel=3, stride=2, padding=1)
+    x = np.maximum(_input(_single(layer, (5, 5, 2))[0]), 0.0)
+    x[:, :2] = 0.0  # windows at the border whose inputs are all 0
+    by_minus_inf = np.asarray(tf_impl.layers.Pool(layer)(x))
+    by_zero = np.asarray(tf_impl.layers.Pool(layer, nonnegative_input=True)(x))
+    np.testing.assert_array_equal(by_zero, by_minus_inf)
+    linear = B.conv_bn_act("c", (8, 8, 3), 4, 3, act=None)
+    assert not ir.nonnegative_output(linear)
+    assert not ir.nonnegative_output(B.conv_bn_act("c", (8, 8, 3), 4, 3, act="relu", order="norm_act_conv"))
+
+
 def test_avg_pool_and_global_pool():
     spec, model = _single(B.pool("pool", (6, 6, 3), op="avg", kernel=2, stride=2), (6, 6, 3))
     x = _input(spec)

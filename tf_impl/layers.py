@@ -130,12 +130,25 @@ class NormAct(IRLayer):
 
 
 class Pool(IRLayer):
-    """Max (padding with -inf, as PyTorch's implicit padding) or average pooling, VALID after padding."""
+    """Max (padding with -inf, as PyTorch's implicit padding) or average pooling, VALID after padding.
+
+    ``nonnegative_input`` (the network sets it after a layer whose outputs are all >= 0, a ReLU's,
+    ``ir.nonnegative_output``): a max pool pads with 0 instead, which gives the same maxima (every
+    window holds an input value) and converts to LiteRT's PAD, which its XNNPACK delegate takes, where
+    -inf needs PADV2, which it does not (a ResNet's graph was two partitions).
+    """
+
+    def __init__(self, layer, name=None, nonnegative_input=False, **kwargs):
+        super().__init__(layer, name=name, **kwargs)
+        self.nonnegative_input = bool(nonnegative_input)
+
+    def get_config(self):
+        return {**super().get_config(), "nonnegative_input": self.nonnegative_input}
 
     def call(self, x):
         L = self.ir
         if L.op == "max":
-            x = pad_hw(x, L.padding, value=-np.inf)
+            x = pad_hw(x, L.padding, value=0.0 if self.nonnegative_input else -np.inf)
             return ops.max_pool(x, L.kernel, L.stride, padding="valid")
         if L.op == "avg":
             if _has_padding(L.padding):

@@ -21,14 +21,15 @@ assert set(RENDERERS) == set(ir.BLOCK_TYPES), "tf_impl.RENDERERS is out of step 
 assert all(cls.__name__ == k.__name__ for k, cls in RENDERERS.items())
 
 
-def render(layer, dtype=None):
-    """The Keras layer for one IR layer, named by its canonical path (``dtype``: a Keras dtype policy)."""
+def render(layer, dtype=None, **options):
+    """The Keras layer for one IR layer, named by its canonical path (``dtype``: a Keras dtype policy;
+    ``options``: the layer class's own, e.g. a :class:`Pool`'s ``nonnegative_input``)."""
     try:
         cls = RENDERERS[type(layer)]
     except KeyError:
         raise TypeError(f"{getattr(layer, 'path', layer)}: no Keras renderer for IR type "
                         f"{type(layer).__name__}") from None
-    return cls(layer, dtype=dtype)
+    return cls(layer, dtype=dtype, **options)
 
 
 @keras.saving.register_keras_serializable(package="crossframe", name="Network")
@@ -51,8 +52,12 @@ class Network(keras.Model):
             shape = (None, None, shape[2])
         inputs = keras.Input(shape=shape, name="input", dtype=policy.compute_dtype)
         x = inputs
+        previous = None
         for layer in spec.layers:
-            x = render(layer, dtype=policy)(x)
+            options = {"nonnegative_input": True} if isinstance(layer, ir.Pool) and previous is not None \
+                and ir.nonnegative_output(previous) else {}
+            x = render(layer, dtype=policy, **options)(x)
+            previous = layer
         # Keras names cannot hold '/', which library variants' names do ('keras/EfficientNetB0').
         super().__init__(inputs=inputs, outputs=x, name=spec.name.replace("/", "_"))
         self.spec = spec
