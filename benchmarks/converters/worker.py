@@ -27,7 +27,6 @@ from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[2]
 CONVERTERS = ("litert-torch", "litert-torch-nhwc", "nobuco", "onnx2tf")
 
 
@@ -204,13 +203,9 @@ def _interpreter_class():
 
 
 def op_counts(path):
-    """``Counter`` of op names (``crossframe.deploy.graph.tflite_ops``: a fresh interpreter, no delegate)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from crossframe.deploy.graph import tflite_ops
-    except ImportError:  # the same thing, should the project not be importable here
-        return Counter(op["op_name"] for op in _interpreter_class()(model_path=str(path))._get_ops_details())
-    return tflite_ops(path)
+    """``Counter`` of op names of a fresh interpreter, before any delegate (what
+    ``crossframe.deploy.graph.tflite_ops`` counts; benchmarks import nothing of ``crossframe``)."""
+    return Counter(op["op_name"] for op in _interpreter_class()(model_path=str(path))._get_ops_details())
 
 
 def runner(path, layout):
