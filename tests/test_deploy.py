@@ -3,6 +3,7 @@ bad input and a planted fault. The broad sweeps (every family x target) are unde
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -225,7 +226,12 @@ def test_calibration_data_bad_input_one_line_exit_2_no_file(tmp_path):
     (bad / "0.png").write_bytes(b"not a png")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "tflite", "--quantize", "int8",
                          "--calibration-data", str(tmp_path / "bad")), "0.png", "cannot decode")
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+    fifo = tmp_path / "fifo" / "cat"
+    fifo.mkdir(parents=True)
+    os.mkfifo(fifo / "0.png")  # would block open() for ever
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "tflite", "--quantize", "int8",
+                         "--calibration-data", str(tmp_path / "fifo")), "0.png", "not a regular file")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad", "fifo"]
 
 
 def test_graph_check_flags_unfrozen_variables_and_transposes(tmp_path):

@@ -80,12 +80,13 @@ _overrides = {}
 def int8_forms():
     """Layers built inside use the int8-friendly form of an activation where there is one
     (``crossframe export --quantize int8``); the same functions up to float32 rounding."""
+    before = dict(_overrides)
     _overrides.update(_INT8_FORMS)
     try:
         yield
     finally:
-        for name in _INT8_FORMS:
-            _overrides.pop(name, None)
+        _overrides.clear()
+        _overrides.update(before)  # nested uses leave the outer one in force
 
 
 def get(name):
