@@ -19,6 +19,7 @@ import contextlib  # noqa: E402
 import fcntl  # noqa: E402
 import functools  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import zlib  # noqa: E402
@@ -64,6 +65,19 @@ class _Report(list):
     def extend(self, records):
         for r in records:
             self.append(r)
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory):
+    """A directory that one test module's tests share (checkpoints written once), removed after them.
+
+    Per-test directories go when their test passes (`tmp_path_retention_policy = "failed"` in
+    pyproject.toml); these would otherwise stay until the session ends, and the torchvision and timm
+    checkpoints alone are about 0.8 GB per worker.
+    """
+    path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -307,8 +307,8 @@ class _Evil:
 # -- tests ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("torchvision_checkpoints")
+def ckpt_dir(module_tmp_path):
+    return module_tmp_path
 
 
 def test_architectures_are_registered_variants():
