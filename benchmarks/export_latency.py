@@ -37,9 +37,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# our name -> (keras.applications function, torchvision builder)
+# our name -> (keras.applications function, torchvision builder); None where that library lacks it (the
+# LiteRT pair then goes, the ONNX pair then goes; int8 uses whichever library has it)
 MODELS = {"mobilenet_v2": ("MobileNetV2", "mobilenet_v2"), "efficientnet_b0": ("EfficientNetB0", "efficientnet_b0"),
-          "mobilenet_v3_large": ("MobileNetV3Large", "mobilenet_v3_large"), "resnet50": ("ResNet50", "resnet50")}
+          "mobilenet_v3_large": ("MobileNetV3Large", "mobilenet_v3_large"), "resnet50": ("ResNet50", "resnet50"),
+          "mobilenet_v3_small": ("MobileNetV3Small", "mobilenet_v3_small"), "mobilenet_v1": ("MobileNet", None),
+          "efficientnet_v2_s": ("EfficientNetV2S", "efficientnet_v2_s"), "densenet121": ("DenseNet121", "densenet121"),
+          "convnext_tiny": ("ConvNeXtTiny", "convnext_tiny"), "resnet18": (None, "resnet18"),
+          "mnasnet1_0": (None, "mnasnet1_0"), "shufflenet_v2_x1_0": (None, "shufflenet_v2_x1_0"),
+          "regnet_y_400mf": (None, "regnet_y_400mf"), "resnext50_32x4d": (None, "resnext50_32x4d")}
 
 
 def crossframe_export(arch, weights, fmt, target, out, size, quantize="none"):
@@ -111,32 +117,35 @@ def build_pairs(name, size, tmp):
     import torchvision
 
     keras_name, tv_name = MODELS[name]
-    torch.manual_seed(0)
-    tv_model = getattr(torchvision.models, tv_name)(weights=None).eval()
-    tv_file = tmp / f"{tv_name}.pth"
-    torch.save(tv_model.state_dict(), tv_file)
-    onnx_ours = crossframe_export(f"torchvision/{tv_name}", tv_file, "torchvision", "onnx", tmp / f"{name}.ours.onnx",
-                                  size)
-    onnx_ref = reference_onnx(tv_model, size, tmp / f"{name}.torchvision.onnx")
+    pairs = {}
+    if keras_name:
+        from archspec.frameworks import import_tf
 
-    from archspec.frameworks import import_tf
-
-    _, keras = import_tf()
-    keras.utils.set_random_seed(0)
-    keras_model = getattr(keras.applications, keras_name)(weights=None, input_shape=(size, size, 3))
-    keras_file = tmp / f"{keras_name}.weights.h5"
-    keras_model.save_weights(keras_file)
-    tflite_ours = crossframe_export(f"keras/{keras_name}", keras_file, "keras-applications", "tflite",
-                                    tmp / f"{name}.ours.tflite", size)
-    tflite_ref = reference_tflite(keras_model, tmp / f"{name}.keras.tflite")
+        _, keras = import_tf()
+        keras.utils.set_random_seed(0)
+        keras_model = getattr(keras.applications, keras_name)(weights=None, input_shape=(size, size, 3))
+        keras_file = tmp / f"{keras_name}.weights.h5"
+        keras_model.save_weights(keras_file)
+        tflite_ours = crossframe_export(f"keras/{keras_name}", keras_file, "keras-applications", "tflite",
+                                        tmp / f"{name}.ours.tflite", size)
+        tflite_ref = reference_tflite(keras_model, tmp / f"{name}.keras.tflite")
+        pairs["tflite: ours / keras.applications"] = (tflite_ours, tflite_ref, tflite_runner)
+    if tv_name:
+        torch.manual_seed(0)
+        tv_model = getattr(torchvision.models, tv_name)(weights=None).eval()
+        tv_file = tmp / f"{tv_name}.pth"
+        torch.save(tv_model.state_dict(), tv_file)
+        onnx_ours = crossframe_export(f"torchvision/{tv_name}", tv_file, "torchvision", "onnx",
+                                      tmp / f"{name}.ours.onnx", size)
+        onnx_ref = reference_onnx(tv_model, size, tmp / f"{name}.torchvision.onnx")
+        pairs["onnx: ours / torchvision"] = (onnx_ours, onnx_ref, onnx_runner)
     # int8 against float32: the same calibrated random weights (the raw Keras init is no model to quantize)
-    calibrated = crossframe_export(f"keras/{keras_name}", "random", None, "tflite", tmp / f"{name}.calibrated.tflite",
-                                   size)
-    int8 = crossframe_export(f"keras/{keras_name}", "random", None, "tflite", tmp / f"{name}.calibrated.int8.tflite",
-                             size, quantize="int8")
-    return {"tflite: ours / keras.applications": (tflite_ours, tflite_ref, tflite_runner),
-            "onnx: ours / torchvision": (onnx_ours, onnx_ref, onnx_runner),
-            "tflite: int8 / float32 (ours)": (int8, calibrated, tflite_runner)}
+    arch = f"keras/{keras_name}" if keras_name else f"torchvision/{tv_name}"
+    calibrated = crossframe_export(arch, "random", None, "tflite", tmp / f"{name}.calibrated.tflite", size)
+    int8 = crossframe_export(arch, "random", None, "tflite", tmp / f"{name}.calibrated.int8.tflite", size,
+                             quantize="int8")
+    pairs["tflite: int8 / float32 (ours)"] = (int8, calibrated, tflite_runner)
+    return pairs
 
 
 def mean_latency_ms(call, x, calls):

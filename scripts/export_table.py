@@ -1,14 +1,17 @@
 """The table of docs/EXPORT.md: networks exported to each target, verified, with error, size and ops.
 
-    PYTHONPATH=. python scripts/export_table.py [--size N] [--json FILE] [NAME[@SIZE]:TARGET[:QUANT],... ...]
+    PYTHONPATH=. python scripts/export_table.py [--size N] [--json FILE] [NAME[@SIZE]:TARGET[:PRECISION] ...]
 
 Each case runs ``crossframe.export_model`` with seeded random weights (BN calibrated) and the
 default verification (the artifact run by its own runtime in a fresh process against the source
 framework's model). Prints one markdown row per case: measured rel error and the band it was judged
 by (float32: max(1e-5, 4x the float32-vs-float64 floor); quantized: the band of
 crossframe.deploy.QUANTIZED_BANDS and the top-1 agreement with float32 on 16 inputs), file size,
-total ops, TRANSPOSE count and the main ops. Default cases: MobileNetV2 0.35 to every target and
-quantization, then the smallest member of each family to tflite and onnx.
+total ops, TRANSPOSE count and the main ops. PRECISION: a quantization of the target, or a compute
+dtype it offers (``stablehlo:bfloat16``: ``--dtype bfloat16``, judged by that dtype's parity band and
+top-1 agreement). Default cases: MobileNetV2 0.35 to every target, quantization and dtype, then the
+smallest member of each family to tflite and onnx, then to stablehlo in bfloat16 and torch-export in
+float16.
 """
 
 import argparse
@@ -20,16 +23,20 @@ from pathlib import Path
 
 DEFAULT = (
     ["mobilenet_v2_035:" + t for t in ("onnx", "onnx:float16", "tflite", "tflite:float16", "tflite:dynamic-int8",
-                                       "tflite:int8", "savedmodel", "stablehlo", "torch-export")]
+                                       "tflite:int8", "savedmodel", "stablehlo", "stablehlo:bfloat16",
+                                       "stablehlo:float16", "torch-export", "torch-export:bfloat16",
+                                       "torch-export:float16")]
     + [f"{n}:{t}" for n in ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050",
                             "shufflenet_v2_x0_5", "resnet18", "dsconv_cnn@28") for t in ("tflite", "onnx")]
+    + [f"{n}:{t}" for n in ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050",
+                            "shufflenet_v2_x0_5", "resnet18") for t in ("stablehlo:bfloat16", "torch-export:float16")]
 )
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "", "stablehlo": ".stablehlo", "torch-export": ".pt2"}
 MAIN_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "Conv", "TRANSPOSE", "Transpose", "MUL", "Mul", "ADD", "Add",
             "BatchNormalization", "convolution", "conv2d", "batch_norm", "Conv2D", "FusedBatchNormV3")
 
 
-HEADER = ("| network | size | target | quantize | layout | rel | band | top-1 agr. | file | ops | TRANSPOSE "
+HEADER = ("| network | size | target | quantize / dtype | layout | rel | band | top-1 agr. | file | ops | TRANSPOSE "
           "| main ops | s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -62,7 +69,7 @@ def main(argv=None):
     from archspec.frameworks import import_in_order
 
     import_in_order({"torch", "tf", "jax"})
-    from crossframe.deploy import export_model
+    from crossframe.deploy import TARGETS, export_model
 
     rows = []
     print(HEADER)
@@ -72,10 +79,13 @@ def main(argv=None):
             name, _, size = name.partition("@")
             size = int(size or args.size)
             quantize = q[0] if q else "none"
-            out = Path(tmp, f"{name}-{size}-{target}-{quantize}{SUFFIX[target]}")
+            dtype = "float32"
+            if target in TARGETS and quantize in TARGETS[target].dtypes:  # a compute dtype, not a quantization
+                quantize, dtype = "none", quantize
+            out = Path(tmp, f"{name}-{size}-{target}-{quantize}-{dtype}{SUFFIX[target]}")
             started = time.perf_counter()
             try:
-                r = export_model(name, None, None, target, out, quantize=quantize,
+                r = export_model(name, None, None, target, out, quantize=quantize, dtype=dtype,
                                  input_size=None if size == 0 else size)
             except Exception as err:  # a row says what failed; the table goes on
                 print(f"| {name} | {size} | {target} | {quantize} | | FAILED: {' '.join(str(err).split())[:200]} "
@@ -84,7 +94,8 @@ def main(argv=None):
                              "error": str(err)})
                 continue
             row = {"network": name, "size": size, "seconds": round(time.perf_counter() - started, 1),
-                   **{k: r[k] for k in ("target", "quantize", "input_layout", "rel", "band", "floor",
+                   "quantize": quantize if dtype == "float32" else f"dtype {dtype}",
+                   **{k: r[k] for k in ("target", "input_layout", "rel", "band", "floor",
                                         "top1_agreement", "bytes", "ops")}}
             rows.append(row)
             print(_row(row), flush=True)

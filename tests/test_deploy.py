@@ -53,6 +53,12 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path):
                     "offers no int8")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "savedmodel", "--quantize", "float16"),
                     "offers no float16")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnx", "--dtype", "bfloat16"),
+                    "computes in float32 only", "stablehlo, torch-export")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "stablehlo", "--dtype", "bf16"),
+                    "unknown dtype", "bfloat16")
+    _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "stablehlo", "--dtype", "float16",
+                         "--quantize", "float16"), "offers no float16")  # no target offers both
     assert not out.exists() and list(tmp_path.iterdir()) == []
     out.write_bytes(b"precious")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnx"), "exists", "--overwrite")
@@ -129,6 +135,36 @@ def test_three_renderers_verified_with_metadata_and_clean_graphs(tmp_path):
     assert not {"MUL", "SUB", "RSQRT", "RELU6", "TRANSPOSE"} & set(ops), ops
     onnx_ops = reports["onnx"]["ops"]
     assert "BatchNormalization" not in onnx_ops and onnx_ops["Conv"] == convs and "Transpose" not in onnx_ops
+
+
+@_needs("torch", "jax")
+def test_low_precision_dtypes_verified_and_a_planted_fault_caught(tmp_path):
+    """--dtype: StableHLO computing in bfloat16 (the parameters cast, BN statistics kept in float32)
+    and a torch.export program in float16, both with float32 input and output: verified against
+    the float32 source within the dtype's parity band and with top-1 agreement, the dtype in the
+    metadata, the StableHLO file about half the float32 one's size (its baked parameters). The
+    bfloat16 export of a graph built with BN epsilon 1e-3 is refused (no file)."""
+    from crossframe.deploy import LOW_PRECISION_AGREEMENT, VerificationError, export_model, read_metadata
+    from crossframe.parity.metrics import tolerance
+
+    sizes = {}
+    for target, dtype in (("stablehlo", "bfloat16"), ("torch-export", "float16"), ("stablehlo", "float32")):
+        out = tmp_path / f"{dtype}{SUFFIX[target]}"
+        r = export_model(NET, None, None, target, out, input_size=SIZE, overrides=DEPTH, dtype=dtype)
+        sizes[target, dtype] = r["bytes"]
+        if dtype == "float32":
+            continue
+        assert r["verified"] and r["dtype"] == dtype and r["band"] == tolerance(dtype, "strict", "eval"), r
+        assert 0 < r["rel"] <= r["band"] and r["top1_agreement"] >= LOW_PRECISION_AGREEMENT[dtype], r
+        assert read_metadata(target, out)["dtype"] == dtype
+    assert sizes["stablehlo", "bfloat16"] < 0.6 * sizes["stablehlo", "float32"], sizes
+
+    planted = tmp_path / "planted" / "m.stablehlo"
+    planted.parent.mkdir()
+    with pytest.raises(VerificationError, match="failed verification"):
+        export_model(NET, None, None, "stablehlo", planted, input_size=SIZE, overrides=DEPTH, dtype="bfloat16",
+                     _export_overrides={"bn_eps": 1e-3})
+    assert list(planted.parent.iterdir()) == []
 
 
 @pytest.mark.heavy

@@ -9,21 +9,25 @@ HELP = "export a network to ONNX, LiteRT (tflite), SavedModel, StableHLO or torc
 _WEIGHT_FORMATS = ("torch", "keras", "flax", "canonical", "torchvision", "timm", "keras-applications")
 
 _EPILOG = """\
-targets (input layout; from which renderer; quantizations):
+targets (input layout; from which renderer; quantizations; compute dtypes other than float32):
   onnx          NCHW  torch_impl, torch.onnx.export(dynamo=True); run by onnxruntime    none, float16
   tflite        NHWC  tf_impl (Keras), TFLiteConverter; run by the LiteRT interpreter   none, float16,
                                                                         dynamic-int8, int8
   savedmodel    NHWC  tf_impl (Keras ExportArchive), signature 'serving_default'
                       (input 'images', output 'logits'); run by tf.saved_model.load    none
-  stablehlo     NHWC  jax_impl, jax.export for cpu, cuda and tpu (serialized)           none
-  torch-export  NCHW  torch_impl, torch.export program (.pt2)                           none
+  stablehlo     NHWC  jax_impl, jax.export for cpu, cuda and tpu (serialized)           none;
+                                                                        --dtype bfloat16, float16
+  torch-export  NCHW  torch_impl, torch.export program (.pt2)                           none;
+                                                                        --dtype bfloat16, float16
 
 WEIGHTS is read as `crossframe convert` reads it (--format); WEIGHTS `random` (with no --format)
 exports seeded random weights with calibrated BN statistics. The batch is dynamic unless --batch N.
 Verification (on unless --no-verify) runs the artifact in a fresh process with its own runtime and
 compares it with the source framework's model on seeded random inputs: float32 within rel 1e-5 or
-4x the network's float32-vs-float64 floor; quantized within the measured bands of docs/EXPORT.md
-and top-1 agreement with float32 (int8 with --calibration-data DIR: on held-out images of DIR). A failed verification leaves no file. The error, the band and
+4x the network's float32-vs-float64 floor; quantized or --dtype bfloat16/float16 (input and output
+stay float32) within the measured bands of docs/EXPORT.md and top-1 agreement with float32 (int8
+with --calibration-data DIR: on held-out images of DIR). LiteRT and ONNX files get every conv's BN
+folded into it in float64 first. A failed verification leaves no file. The error, the band and
 the SHA-256 of WEIGHTS go into the artifact's metadata (StableHLO: OUT.json)."""
 
 
@@ -42,6 +46,9 @@ def add_arguments(p):
     p.add_argument("--batch", default="dynamic", metavar="N|dynamic", help="a fixed batch size (default: dynamic)")
     p.add_argument("--quantize", default="none", metavar="Q",
                    help="none (default), float16 (tflite, onnx), dynamic-int8 or int8 (tflite)")
+    p.add_argument("--dtype", default="float32", metavar="D",
+                   help="compute dtype: float32 (default), bfloat16 or float16 (stablehlo, torch-export; "
+                        "float32 input and output)")
     p.add_argument("--calibration", type=int, default=32, metavar="N",
                    help="inputs for int8 calibration (default 32): seeded random ones, or images of "
                         "--calibration-data")
@@ -66,7 +73,7 @@ def run(args):
         raise ExportError("--format FMT is needed for WEIGHTS (or give WEIGHTS `random`)")
     report = export_model(args.arch, weights, fmt, args.target, args.out, batch=args.batch, quantize=args.quantize,
                           calibration=args.calibration, calibration_data=args.calibration_data, verify=args.verify, overwrite=args.overwrite,
-                          input_size=args.input_size, onnx_exporter=args.onnx_exporter)
+                          input_size=args.input_size, onnx_exporter=args.onnx_exporter, dtype=args.dtype)
     if args.json:
         json.dump(report, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
@@ -78,7 +85,8 @@ def run(args):
         verdict = f"verified: rel {report['rel']:.2e} <= band {report['band']:.1e}{floor}{extra}"
     else:
         verdict = "NOT verified (--no-verify)"
-    print(f"{report['out']}: {report['target']} ({report['quantize']}), input {report['input_layout']} "
+    precision = report["quantize"] if report["dtype"] == "float32" else f"computes in {report['dtype']}"
+    print(f"{report['out']}: {report['target']} ({precision}), input {report['input_layout']} "
           f"{report['input_shape']}, {report['bytes']:,} bytes; {verdict}; metadata in {report['metadata_in']}")
     if report["calibration"]:
         print(f"calibrated on {report['calibration']}")

@@ -29,16 +29,20 @@ from archspec.errors import ConfigError, CrossframeError
 from .targets import TARGETS
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8", "int8")
+DTYPES = ("float32", "bfloat16", "float16")  # the compute dtype (--dtype): stablehlo and torch-export
 TOLERANCE = 1e-5        # float32 targets: rel <= max(TOLERANCE, FLOOR_FACTOR x float32-vs-float64 floor)
 # Quantized targets: (rel band, least top-1 agreement with the float32 source on TOP1_INPUTS inputs).
 # Measured on calibrated random weights (docs/EXPORT.md has the numbers and the command).
 QUANTIZED_BANDS = {"float16": (1e-2, 0.9), "dynamic-int8": (0.1, 0.75), "int8": (0.15, 0.75)}
+# A network computing in bfloat16/float16 (--dtype): the parity bands of crossframe.parity.metrics for
+# that dtype (measured in docs/PARITY.md) and the least top-1 agreement with the float32 source.
+LOW_PRECISION_AGREEMENT = {"bfloat16": 0.75, "float16": 0.9}
 SEED = 0
 VERIFY_BATCHES = (3, 1)  # two batch sizes, neither the traced example's (2): the batch really is dynamic
 TOP1_INPUTS = 16
 CALIBRATION = 32
 
-__all__ = ["export_model", "TARGETS", "QUANTIZATIONS", "ExportError", "VerificationError", "read_metadata"]
+__all__ = ["export_model", "TARGETS", "QUANTIZATIONS", "DTYPES", "ExportError", "VerificationError", "read_metadata"]
 
 
 class ExportError(ConfigError):
@@ -56,9 +60,16 @@ def read_metadata(target, path):
     return read(target, path)
 
 
-def _check_args(target, quantize, batch, calibration, calibration_data=None):
+def _check_args(target, quantize, batch, calibration, calibration_data=None, dtype="float32"):
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if dtype not in TARGETS[target].dtypes:
+        hint = " (for float16 weights: --quantize float16)" if "float16" in TARGETS[target].quantize else ""
+        raise ExportError(f"target {target} computes in {', '.join(TARGETS[target].dtypes)} only, not {dtype}; "
+                          f"--dtype {dtype} is offered by "
+                          f"{', '.join(n for n, t in TARGETS.items() if dtype in t.dtypes)}{hint}")
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
     if quantize not in TARGETS[target].quantize:
@@ -221,7 +232,8 @@ def _to_layout(layout, x):
 
 def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch="dynamic", quantize="none",
                  calibration=CALIBRATION, calibration_data=None, verify=True, overwrite=False, input_size=None,
-                 overrides=None, seed=SEED, onnx_exporter="dynamo", _export_overrides=None, _target_options=None):
+                 overrides=None, seed=SEED, onnx_exporter="dynamo", dtype="float32", _export_overrides=None,
+                 _target_options=None):
     """Export network ``arch`` with the checkpoint ``weights`` (format ``fmt``) to ``target`` at ``out``.
 
     ``arch``: a variant name, a registered library name or an ``archspec.ir.Spec``; ``weights`` and
@@ -229,7 +241,9 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     BN statistics calibrated on a random batch, ``crossframe.parity.calibrate``). ``input_size``,
     ``overrides``: resolve ``arch`` with these archspec overrides (``{"depth": 0.5}``). ``target``: one
     of :data:`TARGETS`. ``batch``: ``"dynamic"`` or a fixed size. ``quantize``: ``none``,
-    ``float16``, ``dynamic-int8`` or ``int8`` where the target offers it (``calibration`` inputs
+    ``float16``, ``dynamic-int8`` or ``int8`` where the target offers it; ``dtype``: ``float32``, or a
+    network that computes in ``bfloat16`` or ``float16`` with float32 input and output (stablehlo,
+    torch-export; verified like a quantization: the band of its dtype and top-1 agreement) (``calibration`` inputs
     for int8: seeded random inputs, or up to that many images of the ImageFolder ``calibration_data``,
     whose other images then feed the top-1 check). ``verify`` (default): run the artifact in a fresh process with its own runtime and
     refuse it (no file) outside the band. ``_export_overrides``: tests only, archspec overrides for
@@ -239,7 +253,8 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     Returns a report: ``rel``, ``band``, ``floor``, ``top1_agreement``, ``ops``, ``bytes``, paths...
     """
     started = time.perf_counter()
-    batch = _check_args(target, quantize, batch, calibration, calibration_data)
+    batch = _check_args(target, quantize, batch, calibration, calibration_data, dtype)
+    low_precision = quantize != "none" or dtype != "float32"
     if out is None:
         raise ExportError("no output path given")
     if weights is not None and fmt is None:
@@ -257,7 +272,7 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
 
     from archspec.frameworks import import_in_order, installed
 
-    needed = {t.framework} | ({"torch"} if installed("torch") and verify and quantize == "none" else set())
+    needed = {t.framework} | ({"torch"} if installed("torch") and verify and not low_precision else set())
     import_in_order(needed)
     import numpy as np
 
@@ -281,7 +296,7 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
 
     h, w, c = spec.input_shape
     rng = np.random.default_rng(seed)
-    if quantize == "none":
+    if not low_precision:
         sizes = (batch,) if batch else VERIFY_BATCHES
     else:
         per = batch or TOP1_INPUTS
@@ -300,16 +315,23 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
         tick = time.perf_counter()
         if t.directory:
             staged.path.mkdir()
-        options = {"onnx_exporter": onnx_exporter, **(_target_options or {})}
+        options = {"onnx_exporter": onnx_exporter, "dtype": dtype, **(_target_options or {})}
         from .targets import WRITERS
 
-        exported_run = WRITERS[target](export_spec, canonical, staged.path, batch, quantize, calib, options)
+        written_spec, written_weights, folded = export_spec, canonical, 0
+        if t.folds_bn and options.get("fold_bn", True):
+            from .fold import fold_batchnorm, foldable
+
+            folded = sum(map(foldable, export_spec.walk()))
+            written_spec, written_weights = fold_batchnorm(export_spec, canonical)
+        exported_run = WRITERS[target](written_spec, written_weights, staged.path, batch, quantize, calib, options)
         timings["export"] = time.perf_counter() - tick
         report = {"target": target, "out": str(out), "arch": spec.name, "spec_hash": spec.spec_hash,
                   "input_layout": t.layout, "framework": t.framework,
                   "input_shape": [batch or "batch", *((c, h, w) if t.layout == "NCHW" else (h, w, c))],
-                  "batch": batch or "dynamic", "quantize": quantize, "verified": False, "rel": None,
+                  "batch": batch or "dynamic", "quantize": quantize, "dtype": dtype, "verified": False, "rel": None,
                   "band": None, "floor": None, "top1_agreement": None, "ops": None, "calibration": calibrated_on,
+                  "folded_batchnorms": folded,
                   **source}
         if target == "onnx":
             report["onnx_exporter"] = "torch.onnx.export(dynamo=True)" if onnx_exporter == "dynamo" \
@@ -318,19 +340,26 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
             tick = time.perf_counter()
             from .targets import build_model
 
-            # the source: the model the writer exported, unless a test planted a fault in that one
-            source_run = exported_run if export_spec is spec else build_model(t.framework, spec, canonical)[1]
+            # the source: the model the writer exported, unless its BNs were folded, it computes in a
+            # lower precision or a test planted a fault in it; then the network as given, in float32
+            source_run = exported_run if written_spec is spec and dtype == "float32" \
+                else build_model(t.framework, spec, canonical)[1]
             refs = [source_run(x) for x in xs]
             ys, ops = _run_artifact(target, staged.path, [_to_layout(t.layout, x) for x in xs])
             rel = max(_rel(r, y) for r, y in zip(refs, ys))
-            if quantize == "none":
+            if not low_precision:
                 from crossframe.parity.harness import band as parity_band
 
                 floor = _floor(spec, canonical, xs[0]) if installed("torch") else float("nan")
                 band, agreement, need = parity_band(TOLERANCE, floor), None, None
             else:
                 floor = None
-                band, need = QUANTIZED_BANDS[quantize]
+                if dtype != "float32":
+                    from crossframe.parity.metrics import tolerance
+
+                    band, need = tolerance(dtype, "strict", "eval"), LOW_PRECISION_AGREEMENT[dtype]
+                else:
+                    band, need = QUANTIZED_BANDS[quantize]
                 agreement = float(np.mean(np.concatenate([r.argmax(-1) == y.argmax(-1) for r, y in zip(refs, ys)])))
             timings["verify"] = time.perf_counter() - tick
             report.update(rel=rel, band=band, floor=floor, top1_agreement=agreement, ops=ops)
@@ -340,11 +369,11 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
                     f"top-1 agreement {agreement:.2f} < {need:.2f}"
                 raise VerificationError(
                     f"{target} export of {spec.name} failed verification: {what} against the {t.framework} "
-                    f"source ({quantize}); nothing written to {out}")
+                    f"source ({quantize if dtype == 'float32' else dtype}); nothing written to {out}")
             report["verified"] = True
         metadata = {"crossframe_version": common.crossframe_version(), "crossframe_export": target,
                     **{k: report[k] for k in ("arch", "spec_hash", "input_layout", "input_shape", "batch",
-                                              "quantize", "verified", "rel", "band", "floor", "top1_agreement",
+                                              "quantize", "dtype", "verified", "rel", "band", "floor", "top1_agreement",
                                               "calibration",
                                               "source", "source_sha256")},
                     **({"source_format": fmt} if fmt else {})}

@@ -29,20 +29,30 @@ class Target:
     directory: bool = False   # writes a directory (SavedModel)
     sidecar: bool = False     # metadata goes to OUT.json (no place in the format)
     suffix: str = ""          # the conventional file suffix (documented, not enforced)
+    folds_bn: bool = False    # inference-only runtime: BNs folded into their convs in float64 first (fold.py)
+    dtypes: tuple = ("float32",)  # the compute dtypes it offers (--dtype; float32 input and output always)
 
 
 TARGETS = {
-    "onnx": Target("onnx", "torch", "NCHW", ("none", "float16"), suffix=".onnx"),
-    "tflite": Target("tflite", "tf", "NHWC", ("none", "float16", "dynamic-int8", "int8"), suffix=".tflite"),
+    "onnx": Target("onnx", "torch", "NCHW", ("none", "float16"), suffix=".onnx", folds_bn=True),
+    "tflite": Target("tflite", "tf", "NHWC", ("none", "float16", "dynamic-int8", "int8"), suffix=".tflite",
+                     folds_bn=True),
     "savedmodel": Target("savedmodel", "tf", "NHWC", ("none",), directory=True),
-    "stablehlo": Target("stablehlo", "jax", "NHWC", ("none",), sidecar=True, suffix=".stablehlo"),
-    "torch-export": Target("torch-export", "torch", "NCHW", ("none",), suffix=".pt2"),
+    "stablehlo": Target("stablehlo", "jax", "NHWC", ("none",), sidecar=True, suffix=".stablehlo",
+                        dtypes=("float32", "bfloat16", "float16")),
+    "torch-export": Target("torch-export", "torch", "NCHW", ("none",), suffix=".pt2",
+                           dtypes=("float32", "bfloat16", "float16")),
 }
 
 
-def build_model(framework, spec, weights):
+def build_model(framework, spec, weights, dtype="float32"):
     """The model of ``spec`` in ``framework`` holding canonical ``weights``, ready for inference:
-    ``(model, f(x_nhwc) -> logits float32)``. Each writer returns that ``f`` of the model it exported."""
+    ``(model, f(x_nhwc) -> logits float32)``. Each writer returns that ``f`` of the model it exported.
+
+    ``dtype`` (torch, jax): the network computes in ``bfloat16`` or ``float16``, its input cast on the way
+    in and its logits cast back to float32 (torch: the whole module in ``dtype``, as ``model.half()``;
+    jax: the parameters cast and the BN statistics kept in float32, as the mixed-precision training
+    step does, :mod:`jax_impl.train.step`)."""
     if framework == "torch":
         import torch
 
@@ -51,6 +61,8 @@ def build_model(framework, spec, weights):
 
         model = torch_impl.build(spec).eval()
         torch_adapter.to_torch(model, weights)
+        if dtype != "float32":
+            model = _cast_module(model, getattr(torch, dtype))
 
         def run(x):
             with torch.no_grad():
@@ -70,8 +82,31 @@ def build_model(framework, spec, weights):
 
     module = jax_impl.build(spec)
     variables = flax_adapter.to_flax(module, weights)
-    apply = jax.jit(lambda x: module.apply(variables, x, train=False))
+    if dtype == "float32":
+        apply = jax.jit(lambda x: module.apply(variables, x, train=False))
+    else:
+        import jax.numpy as jnp
+
+        low = jnp.dtype(dtype)
+        variables = {**variables, "params": jax.tree.map(
+            lambda a: a.astype(low) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables["params"])}
+        apply = jax.jit(lambda x: module.apply(variables, x.astype(low), train=False).astype(jnp.float32))
     return apply, lambda x: np.asarray(apply(x))
+
+
+def _cast_module(model, dtype):
+    """``model`` converted to torch ``dtype``, with float32 input and output (the export's interface)."""
+    import torch
+
+    class Cast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model.to(dtype)
+
+        def forward(self, x):
+            return self.model(x.to(dtype)).float()
+
+    return Cast().eval()
 
 
 # -- onnx ----------------------------------------------------------------------------------------
@@ -210,7 +245,7 @@ def savedmodel_is_ours(path):
 def _stablehlo(spec, weights, path, batch, quantize, calibration, options):
     import jax
 
-    apply, run = build_model("jax", spec, weights)
+    apply, run = build_model("jax", spec, weights, options.get("dtype", "float32"))
     h, w, c = spec.input_shape
     n = batch if batch else jax.export.symbolic_shape("batch")[0]
     exported = jax.export.export(apply, platforms=("cpu", "cuda", "tpu"))(
@@ -221,10 +256,10 @@ def _stablehlo(spec, weights, path, batch, quantize, calibration, options):
 
 # -- torch-export --------------------------------------------------------------------------------
 
-def _torch_program(spec, weights, batch):
+def _torch_program(spec, weights, batch, dtype="float32"):
     import torch
 
-    model, run = build_model("torch", spec, weights)
+    model, run = build_model("torch", spec, weights, dtype)
     h, w, c = spec.input_shape
     dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=65536)},)
     return torch.export.export(model, (torch.zeros((batch or 2, c, h, w)),), dynamic_shapes=dynamic), run
@@ -233,7 +268,7 @@ def _torch_program(spec, weights, batch):
 def _torch_export(spec, weights, path, batch, quantize, calibration, options):
     import torch
 
-    program, run = _torch_program(spec, weights, batch)
+    program, run = _torch_program(spec, weights, batch, options.get("dtype", "float32"))
     options["_program"] = program  # kept for the stamp: re-saved with the metadata as an extra file
     torch.export.save(program, str(path))
     return run
