@@ -105,9 +105,12 @@ def reference_tflite(keras_model, path):
 def reference_onnx(torch_model, size, path):
     import torch
 
-    example = torch.zeros(1, 3, size, size)
+    # traced at batch 2 with the batch dynamic from 1, as ours (crossframe/deploy/targets.py): traced at batch 1,
+    # torch.export refuses ConvNeXt ("Invalid ranges [2:1]")
+    example = torch.zeros(2, 3, size, size)
     torch.onnx.export(torch_model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False, external_data=False)
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), verbose=False,
+                      external_data=False)
     return Path(path)
 
 

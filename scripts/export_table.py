@@ -10,8 +10,8 @@ crossframe.deploy.QUANTIZED_BANDS and the top-1 agreement with float32 on 16 inp
 total ops, TRANSPOSE count and the main ops. PRECISION: a quantization of the target, or a compute
 dtype it offers (``stablehlo:bfloat16``: ``--dtype bfloat16``, judged by that dtype's parity band and
 top-1 agreement). Default cases: MobileNetV2 0.35 to every target, quantization and dtype, then the
-smallest member of each family to tflite and onnx, then to stablehlo in bfloat16 and torch-export in
-float16.
+smallest member of every other family to tflite and onnx, then to stablehlo in bfloat16 and
+torch-export in float16.
 """
 
 import argparse
@@ -21,15 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
+# the smallest member of every other family (tests/test_deploy.py SMALLEST)
+FAMILIES = ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050", "shufflenet_v2_x0_5",
+            "resnet18", "regnet_y_400mf", "densenet121", "convnext_tiny", "efficientnet_v2_s", "mobilenet_v4_conv_small",
+            "dsconv_cnn@28")
 DEFAULT = (
     ["mobilenet_v2_035:" + t for t in ("onnx", "onnx:float16", "tflite", "tflite:float16", "tflite:dynamic-int8",
                                        "tflite:int8", "savedmodel", "stablehlo", "stablehlo:bfloat16",
                                        "stablehlo:float16", "torch-export", "torch-export:bfloat16",
                                        "torch-export:float16")]
-    + [f"{n}:{t}" for n in ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050",
-                            "shufflenet_v2_x0_5", "resnet18", "dsconv_cnn@28") for t in ("tflite", "onnx")]
-    + [f"{n}:{t}" for n in ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mnasnet_050",
-                            "shufflenet_v2_x0_5", "resnet18") for t in ("stablehlo:bfloat16", "torch-export:float16")]
+    + [f"{n}:{t}" for n in FAMILIES for t in ("tflite", "onnx")]
+    + [f"{n}:{t}" for n in FAMILIES if n != "dsconv_cnn@28" for t in ("stablehlo:bfloat16", "torch-export:float16")]
 )
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "", "stablehlo": ".stablehlo", "torch-export": ".pt2"}
 MAIN_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "Conv", "TRANSPOSE", "Transpose", "MUL", "Mul", "ADD", "Add",

@@ -328,6 +328,20 @@ def test_heavy_smallest_of_each_family_to_every_target(tmp_path, name, target):
 
 
 @pytest.mark.heavy
+@_needs("torch", "jax")
+@pytest.mark.parametrize("case", ["stablehlo:bfloat16", "torch-export:float16"])
+@pytest.mark.parametrize("name", SMALLEST)
+def test_heavy_smallest_of_each_family_in_low_precision(tmp_path, name, case):
+    """--dtype at each family's native size: within the dtype's band, top-1 agreement with float32
+    (the measured errors: docs/EXPORT.md, `scripts/export_table.py`)."""
+    from crossframe.deploy import export_model
+
+    target, dtype = case.split(":")
+    r = export_model(name, None, None, target, tmp_path / f"m{SUFFIX[target]}", dtype=dtype)
+    assert r["verified"] and r["dtype"] == dtype and r["rel"] <= r["band"], r
+
+
+@pytest.mark.heavy
 @needs_all
 @pytest.mark.parametrize("name", ["mobilenet_v2_035", "mobilenet_v3_small_100", "efficientnet_b0"])
 def test_heavy_litert_graphs_clean(tmp_path, name):
