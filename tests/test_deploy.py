@@ -239,6 +239,33 @@ def test_int8_hard_swish_stays_in_one_xnnpack_partition(tmp_path):
     assert any("XNNPACK partitions" in p for p in tflite_problems(tmp_path / "plain.tflite"))
 
 
+def _xnnpack_partitions(path):
+    from crossframe.deploy.graph import _interpreter
+
+    interpreter = _interpreter(path)
+    interpreter.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+
+
+@needs_all
+def test_int8_layer_norm_variance_stays_delegated(tmp_path):
+    """A layer norm's variance written as square(x - mean) becomes a SQUARED_DIFFERENCE, which XNNPACK
+    does not take in int8 (benchmarks/int8_op_probe.py): one more partition per norm (ConvNeXt-T: 65
+    partitions, 42 without, int8 1.22x faster). The int8 export writes d * d (a MUL); the planted
+    graph (the plain form) keeps them."""
+    import archspec
+    from crossframe.deploy import export_model
+    from crossframe.deploy.graph import tflite_ops
+
+    spec = archspec.load("convnext_tiny", input_size=32, depth=0.34)
+    export_model(spec, None, None, "tflite", tmp_path / "int8.tflite", quantize="int8", calibration=8, verify=False)
+    export_model(spec, None, None, "tflite", tmp_path / "plain.tflite", quantize="int8", calibration=8, verify=False,
+                 _target_options={"int8_forms": False})
+    assert "SQUARED_DIFFERENCE" not in tflite_ops(tmp_path / "int8.tflite")
+    assert tflite_ops(tmp_path / "plain.tflite")["SQUARED_DIFFERENCE"] > 0
+    assert _xnnpack_partitions(tmp_path / "int8.tflite") < _xnnpack_partitions(tmp_path / "plain.tflite")
+
+
 @needs_all
 def test_resnet_litert_graph_is_one_xnnpack_partition(tmp_path):
     """The stem max pool after a ReLU pads with 0 (PAD), not -inf (PADV2, which XNNPACK does not take and

@@ -89,6 +89,13 @@ def int8_forms():
         _overrides.update(before)  # nested uses leave the outer one in force
 
 
+def in_int8_forms():
+    """Whether layers built now are for an int8 graph (inside :func:`int8_forms`): a norm then writes
+    its variance as ``d * d``, not ``square(d)``, which the converter makes a SQUARED_DIFFERENCE that
+    XNNPACK takes in float32 only (benchmarks/int8_op_probe.py)."""
+    return bool(_overrides)
+
+
 def get(name):
     """The function for activation ``name`` (``None`` is the identity)."""
     if name in _overrides:

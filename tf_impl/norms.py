@@ -6,6 +6,7 @@ axis with weights ``gamma``, ``beta`` as Keras' ``LayerNormalization``; ``build(
 
 from archspec import ir
 
+from . import activations
 from ._tf import keras, ops
 from .batchnorm import BatchNorm
 
@@ -20,6 +21,9 @@ class LayerNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.channels = channels
         self.epsilon = epsilon
+        # int8 export: d * d (a MUL, which LiteRT's XNNPACK delegate runs in int8) where square(d) would
+        # become a SQUARED_DIFFERENCE that it does not; the same numbers
+        self._variance_as_product = activations.in_int8_forms()
 
     def build(self, input_shape=None):
         self.gamma = self.add_weight(shape=(self.channels,), initializer="ones", name="gamma")
@@ -28,8 +32,9 @@ class LayerNorm(keras.layers.Layer):
 
     def call(self, x, training=None):
         mean = ops.mean(x, axis=-1, keepdims=True)
-        var = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * ops.rsqrt(var + ops.cast(self.epsilon, x.dtype)) * ops.cast(self.gamma, x.dtype) \
+        d = x - mean
+        var = ops.mean(d * d if self._variance_as_product else ops.square(d), axis=-1, keepdims=True)
+        return d * ops.rsqrt(var + ops.cast(self.epsilon, x.dtype)) * ops.cast(self.gamma, x.dtype) \
             + ops.cast(self.beta, x.dtype)
 
     def compute_output_shape(self, input_shape):
