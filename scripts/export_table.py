@@ -27,8 +27,8 @@ FAMILIES = ("mobilenet_v1_025", "mobilenet_v3_small_100", "efficientnet_b0", "mn
             "dsconv_cnn@28")
 DEFAULT = (
     ["mobilenet_v2_035:" + t for t in ("onnx", "onnx:float16", "tflite", "tflite:float16", "tflite:dynamic-int8",
-                                       "tflite:int8", "savedmodel", "stablehlo", "stablehlo:bfloat16",
-                                       "stablehlo:float16", "torch-export", "torch-export:bfloat16",
+                                       "tflite:int8", "savedmodel", "savedmodel:bfloat16", "savedmodel:float16",
+                                       "stablehlo", "stablehlo:bfloat16", "stablehlo:float16", "torch-export", "torch-export:bfloat16",
                                        "torch-export:float16")]
     + [f"{n}:{t}" for n in FAMILIES for t in ("tflite", "onnx")]
     + [f"{n}:{t}" for n in FAMILIES if n != "dsconv_cnn@28" for t in ("stablehlo:bfloat16", "torch-export:float16")]

@@ -54,7 +54,7 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path):
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "savedmodel", "--quantize", "float16"),
                     "offers no float16")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "onnx", "--dtype", "bfloat16"),
-                    "computes in float32 only", "stablehlo, torch-export")
+                    "computes in float32 only", "savedmodel, stablehlo, torch-export")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "stablehlo", "--dtype", "bf16"),
                     "unknown dtype", "bfloat16")
     _one_line_error(_cli("export", "dsconv_cnn", "random", str(out), "--to", "stablehlo", "--dtype", "float16",
@@ -355,8 +355,8 @@ def test_heavy_smallest_of_each_family_to_every_target(tmp_path, name, target):
 
 
 @pytest.mark.heavy
-@_needs("torch", "jax")
-@pytest.mark.parametrize("case", ["stablehlo:bfloat16", "torch-export:float16"])
+@needs_all
+@pytest.mark.parametrize("case", ["stablehlo:bfloat16", "torch-export:float16", "savedmodel:bfloat16"])
 @pytest.mark.parametrize("name", SMALLEST)
 def test_heavy_smallest_of_each_family_in_low_precision(tmp_path, name, case):
     """--dtype at each family's native size: within the dtype's band, top-1 agreement with float32
@@ -364,7 +364,8 @@ def test_heavy_smallest_of_each_family_in_low_precision(tmp_path, name, case):
     from crossframe.deploy import export_model
 
     target, dtype = case.split(":")
-    r = export_model(name, None, None, target, tmp_path / f"m{SUFFIX[target]}", dtype=dtype)
+    r = export_model(name, None, None, target, tmp_path / (f"m{SUFFIX[target]}" if target != "savedmodel" else "sm"),
+                     dtype=dtype)
     assert r["verified"] and r["dtype"] == dtype and r["rel"] <= r["band"], r
 
 

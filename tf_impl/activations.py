@@ -78,8 +78,9 @@ _overrides = {}
 
 @contextlib.contextmanager
 def int8_forms():
-    """Layers built inside use the int8-friendly form of an activation where there is one
-    (``crossframe export --quantize int8``); the same functions up to float32 rounding."""
+    """Layers built inside use the int8-friendly form of an activation where there is one, and layer
+    norms write their variance as a product (:func:`in_int8_forms`), for ``crossframe export --quantize
+    int8``: the same functions up to float32 rounding."""
     before = dict(_overrides)
     _overrides.update(_INT8_FORMS)
     try:

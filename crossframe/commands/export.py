@@ -14,7 +14,8 @@ targets (input layout; from which renderer; quantizations; compute dtypes other 
   tflite        NHWC  tf_impl (Keras), TFLiteConverter; run by the LiteRT interpreter   none, float16,
                                                                         dynamic-int8, int8
   savedmodel    NHWC  tf_impl (Keras ExportArchive), signature 'serving_default'
-                      (input 'images', output 'logits'); run by tf.saved_model.load    none
+                      (input 'images', output 'logits'); run by tf.saved_model.load    none;
+                                                                        --dtype bfloat16, float16
   stablehlo     NHWC  jax_impl, jax.export for cpu, cuda and tpu (serialized)           none;
                                                                         --dtype bfloat16, float16
   torch-export  NCHW  torch_impl, torch.export program (.pt2)                           none;
@@ -47,8 +48,8 @@ def add_arguments(p):
     p.add_argument("--quantize", default="none", metavar="Q",
                    help="none (default), float16 (tflite, onnx), dynamic-int8 or int8 (tflite)")
     p.add_argument("--dtype", default="float32", metavar="D",
-                   help="compute dtype: float32 (default), bfloat16 or float16 (stablehlo, torch-export; "
-                        "float32 input and output)")
+                   help="compute dtype: float32 (default), bfloat16 or float16 (savedmodel, stablehlo, "
+                        "torch-export; float32 input and output)")
     p.add_argument("--calibration", type=int, default=32, metavar="N",
                    help="inputs for int8 calibration (default 32): seeded random ones, or images of "
                         "--calibration-data")

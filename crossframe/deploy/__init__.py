@@ -29,7 +29,7 @@ from archspec.errors import ConfigError, CrossframeError
 from .targets import TARGETS
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8", "int8")
-DTYPES = ("float32", "bfloat16", "float16")  # the compute dtype (--dtype): stablehlo and torch-export
+DTYPES = ("float32", "bfloat16", "float16")  # the compute dtype (--dtype): savedmodel, stablehlo, torch-export
 TOLERANCE = 1e-5        # float32 targets: rel <= max(TOLERANCE, FLOOR_FACTOR x float32-vs-float64 floor)
 # Quantized targets: (rel band, least top-1 agreement with the float32 source on TOP1_INPUTS inputs).
 # Measured on calibrated random weights (docs/EXPORT.md has the numbers and the command).
@@ -242,8 +242,8 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
     ``overrides``: resolve ``arch`` with these archspec overrides (``{"depth": 0.5}``). ``target``: one
     of :data:`TARGETS`. ``batch``: ``"dynamic"`` or a fixed size. ``quantize``: ``none``,
     ``float16``, ``dynamic-int8`` or ``int8`` where the target offers it; ``dtype``: ``float32``, or a
-    network that computes in ``bfloat16`` or ``float16`` with float32 input and output (stablehlo,
-    torch-export; verified like a quantization: the band of its dtype and top-1 agreement) (``calibration`` inputs
+    network that computes in ``bfloat16`` or ``float16`` with float32 input and output (savedmodel,
+    stablehlo, torch-export; verified like a quantization: the band of its dtype and top-1 agreement) (``calibration`` inputs
     for int8: seeded random inputs, or up to that many images of the ImageFolder ``calibration_data``,
     whose other images then feed the top-1 check). ``verify`` (default): run the artifact in a fresh process with its own runtime and
     refuse it (no file) outside the band. ``_export_overrides``: tests only, archspec overrides for

@@ -37,7 +37,8 @@ TARGETS = {
     "onnx": Target("onnx", "torch", "NCHW", ("none", "float16"), suffix=".onnx", folds_bn=True),
     "tflite": Target("tflite", "tf", "NHWC", ("none", "float16", "dynamic-int8", "int8"), suffix=".tflite",
                      folds_bn=True),
-    "savedmodel": Target("savedmodel", "tf", "NHWC", ("none",), directory=True),
+    "savedmodel": Target("savedmodel", "tf", "NHWC", ("none",), directory=True,
+                         dtypes=("float32", "bfloat16", "float16")),
     "stablehlo": Target("stablehlo", "jax", "NHWC", ("none",), sidecar=True, suffix=".stablehlo",
                         dtypes=("float32", "bfloat16", "float16")),
     "torch-export": Target("torch-export", "torch", "NCHW", ("none",), suffix=".pt2",
@@ -49,10 +50,10 @@ def build_model(framework, spec, weights, dtype="float32"):
     """The model of ``spec`` in ``framework`` holding canonical ``weights``, ready for inference:
     ``(model, f(x_nhwc) -> logits float32)``. Each writer returns that ``f`` of the model it exported.
 
-    ``dtype`` (torch, jax): the network computes in ``bfloat16`` or ``float16``, its input cast on the way
-    in and its logits cast back to float32 (torch: the whole module in ``dtype``, as ``model.half()``;
-    jax: the parameters cast and the BN statistics kept in float32, as the mixed-precision training
-    step does, :mod:`jax_impl.train.step`)."""
+    ``dtype``: the network computes in ``bfloat16`` or ``float16``, its input cast on the way in and
+    its logits cast back to float32 (torch: the whole module in ``dtype``, as ``model.half()``; tf: the
+    Keras ``mixed_<dtype>`` policy, variables kept in float32; jax: the parameters cast and the BN
+    statistics kept in float32, as the mixed-precision training step does, :mod:`jax_impl.train.step`)."""
     if framework == "torch":
         import torch
 
@@ -72,9 +73,9 @@ def build_model(framework, spec, weights, dtype="float32"):
         import tf_impl
         from weight_transfer import keras_adapter
 
-        model = tf_impl.build(spec)
+        model = tf_impl.build(spec, dtype=None if dtype == "float32" else f"mixed_{dtype}")
         keras_adapter.to_keras(model, weights)
-        return model, lambda x: np.asarray(model(x, training=False))
+        return model, lambda x: np.asarray(model(x, training=False), dtype=np.float32)
     import jax
 
     import jax_impl
@@ -151,10 +152,10 @@ def _onnx_stamp(path, metadata):
 
 # -- tflite --------------------------------------------------------------------------------------
 
-def _keras_function(spec, weights, batch):
+def _keras_function(spec, weights, batch, dtype="float32"):
     from tf_impl._tf import tf
 
-    model, run = build_model("tf", spec, weights)
+    model, run = build_model("tf", spec, weights, dtype)
     h, w, c = spec.input_shape
     signature = tf.TensorSpec([batch, h, w, c], tf.float32, name="images")
     return model, signature, run
@@ -220,10 +221,11 @@ def tflite_metadata(path):
 def _savedmodel(spec, weights, path, batch, quantize, calibration, options):
     import keras
 
-    model, signature, run = _keras_function(spec, weights, batch)
+    model, signature, run = _keras_function(spec, weights, batch, options.get("dtype", "float32"))
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", lambda images: {"logits": model(images, training=False)},
+    archive.add_endpoint("serving_default",
+                         lambda images: {"logits": keras.ops.cast(model(images, training=False), "float32")},
                          input_signature=[signature])
     archive.write_out(str(path), verbose=False)
     return run
