@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from archspec import paths
 from archspec.errors import ConfigError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -98,14 +98,13 @@ def decode(source, channels, name=None):
     if name is None:
         name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else source
     if not isinstance(source, (bytes, bytearray, memoryview)):
-        # a FIFO or a device named *.png would block open() or never end (weight_transfer's readers
-        # refuse them the same way; jax_impl does not import weight_transfer)
+        # a FIFO or a device named *.png would block open() or never end (archspec.paths)
         try:
-            regular = stat.S_ISREG(os.stat(source).st_mode)
+            what = paths.not_a_regular_file(source)
         except OSError as err:
             raise ConfigError(f"{name}: cannot read image ({err.__class__.__name__}: {err})") from None
-        if not regular:
-            raise ConfigError(f"{name}: not a regular file; images are read from regular files only")
+        if what:
+            raise ConfigError(f"{name}: {what}, not a regular file; images are read from regular files only")
     try:
         with (io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb")) as f:
             img = Image.open(f)

@@ -415,6 +415,8 @@ def check_readable(path, kind="file"):
     """
     import stat
 
+    from archspec.paths import special_kind
+
     from ._errors import FormatError
 
     path = Path(path)
@@ -440,20 +442,10 @@ def check_readable(path, kind="file"):
                     continue  # a dangling link: the reader reports what it misses
                 if not stat.S_ISREG(inner_mode) and not stat.S_ISDIR(inner_mode):
                     raise FormatError(str(path), f"holds {inner.relative_to(path)}, which is "
-                                                 f"{_special_kind(inner_mode)}, not a regular file")
+                                                 f"{special_kind(inner_mode)}, not a regular file")
         return
-    raise FormatError(str(path), f"is {_special_kind(mode)}, not a regular file: checkpoints are read from "
+    raise FormatError(str(path), f"is {special_kind(mode)}, not a regular file: checkpoints are read from "
                                  "regular files only")
-
-
-def _special_kind(mode):
-    import stat
-
-    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return "not a regular file"
 
 
 def check_declared(where, declared, expected, names=None):
