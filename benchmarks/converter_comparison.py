@@ -1,4 +1,4 @@
-"""Our LiteRT export against the PyTorch -> LiteRT converters people use, on the same torchvision checkpoints.
+"""Our LiteRT export against the PyTorch -> LiteRT converters people use, on the same torchvision and timm checkpoints.
 
     python benchmarks/converter_comparison.py [--models mobilenet_v2,efficientnet_b0]
         [--converters litert-torch,litert-torch-nhwc,nobuco,onnx2tf] [--size 224] [--rounds 7] [--calls 20]
@@ -10,7 +10,8 @@ The converters live in an environment of their own (``bash benchmarks/converters
 ``.venv-converters``; their pins clash with the project's). This script uses only the standard
 library and runs each step as a subprocess, exchanging files through a temporary directory:
 
-1. ``benchmarks/converters/worker.py prepare`` (converters' env): ``torchvision.models.<name>(weights=None)``,
+1. ``benchmarks/converters/worker.py prepare`` (converters' env): ``torchvision.models.<name>(weights=None)``
+   (``timm-<model>``: ``timm.create_model(<model>, pretrained=False)``, ours then from ``timm/<model>``),
    seed 0, random BN affine parameters and BN statistics averaged over two train-mode batches of 8
    random inputs (as tests/test_torch_impl.py ``calibrated_torchvision``), saved as a state_dict; the
    fixed input (1xSxSx3, standard normal, seed 0) and the model's float32 eval output on it (NCHW).
@@ -51,7 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "benchmarks" / "converters" / "worker.py"
-MODELS = ("mobilenet_v2", "efficientnet_b0", "mobilenet_v3_large", "resnet50")
+MODELS = ("mobilenet_v2", "efficientnet_b0", "mobilenet_v3_large", "resnet50",
+          "timm-mobilenetv4_conv_small", "timm-efficientnet_b0")  # timm-<model>: a timm checkpoint
 CONVERTERS = ("litert-torch", "litert-torch-nhwc", "nobuco", "onnx2tf")
 TIMEOUT_S = 1800
 
@@ -161,8 +163,9 @@ def main(argv=None):
             floors[name] = json.loads(line)
             artifacts, failed = [], []
             out = tmp / f"{name}.ours.tflite"
-            ok, line, err = run([args.python, "-m", "crossframe", "export", f"torchvision/{name}",
-                                 str(tmp / f"{name}.pth"), str(out), "--format", "torchvision", "--to", "tflite",
+            library, model = ("timm", name[len("timm-"):]) if name.startswith("timm-") else ("torchvision", name)
+            ok, line, err = run([args.python, "-m", "crossframe", "export", f"{library}/{model}",
+                                 str(tmp / f"{name}.pth"), str(out), "--format", library, "--to", "tflite",
                                  "--input-size", str(args.size), "--batch", args.ours_batch, "--no-verify"],
                                 "crossframe export")
             if ok and out.exists():

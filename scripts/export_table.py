@@ -10,7 +10,7 @@ crossframe.deploy.QUANTIZED_BANDS and the top-1 agreement with float32 on 16 inp
 total ops, TRANSPOSE count and the main ops. PRECISION: a quantization of the target, or a compute
 dtype it offers (``stablehlo:bfloat16``: ``--dtype bfloat16``, judged by that dtype's parity band and
 top-1 agreement). Default cases: MobileNetV2 0.35 to every target, quantization and dtype, then the
-smallest member of every other family to tflite and onnx, then to stablehlo in bfloat16 and
+smallest member of every other family to every target, then to stablehlo in bfloat16 and
 torch-export in float16.
 """
 
@@ -30,7 +30,7 @@ DEFAULT = (
                                        "tflite:int8", "savedmodel", "savedmodel:bfloat16", "savedmodel:float16",
                                        "stablehlo", "stablehlo:bfloat16", "stablehlo:float16", "torch-export", "torch-export:bfloat16",
                                        "torch-export:float16")]
-    + [f"{n}:{t}" for n in FAMILIES for t in ("tflite", "onnx")]
+    + [f"{n}:{t}" for n in FAMILIES for t in ("tflite", "onnx", "savedmodel", "stablehlo", "torch-export")]
     + [f"{n}:{t}" for n in FAMILIES if n != "dsconv_cnn@28" for t in ("stablehlo:bfloat16", "torch-export:float16")]
 )
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "", "stablehlo": ".stablehlo", "torch-export": ".pt2"}

@@ -38,10 +38,12 @@ def main(argv=None):
         return 2
 
     import torch
-    import torchvision
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from worker import create  # torchvision or timm (timm-<model>), as the comparison made it
 
     torch.set_num_threads(1)
-    model = getattr(torchvision.models, args.name)(weights=None)
+    model = create(args.name)
     model.load_state_dict(torch.load(d / f"{args.name}.pth"))
     model.eval().double()
     xs = np.random.default_rng(5).standard_normal((args.inputs, args.size, args.size, 3)).astype(np.float32)

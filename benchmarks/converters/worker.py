@@ -30,8 +30,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CONVERTERS = ("litert-torch", "litert-torch-nhwc", "nobuco", "onnx2tf")
 
 
+def create(name):
+    """The library model of benchmark name ``name``, untrained: ``timm-<model>`` is
+    ``timm.create_model(<model>, pretrained=False)`` (dropout and drop path 0), any other name
+    ``torchvision.models.<name>(weights=None)``."""
+    if name.startswith("timm-"):
+        import timm
+
+        return timm.create_model(name[len("timm-"):], pretrained=False, drop_rate=0.0, drop_path_rate=0.0)
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None)
+
+
 def build_model(name, size):
-    """``torchvision.models.<name>(weights=None)``, seed 0, random BN affine parameters and BN statistics
+    """The library model (:func:`create`), seed 0, random BN affine parameters and BN statistics
     averaged over two train-mode batches of 8 (as tests/test_torch_impl.py ``calibrated_torchvision``),
     dropout and stochastic depth 0; in eval mode."""
     import torch
@@ -39,7 +52,7 @@ def build_model(name, size):
     from torch import nn
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = create(name)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -60,9 +73,8 @@ def build_model(name, size):
 
 def load_model(name, directory):
     import torch
-    import torchvision
 
-    model = getattr(torchvision.models, name)(weights=None)
+    model = create(name)
     model.load_state_dict(torch.load(Path(directory) / f"{name}.pth", map_location="cpu"))
     return model.eval()
 
@@ -291,7 +303,7 @@ def measure(manifest_path, rounds, calls, result_path):
 
     versions = {}
     for dist in ("ai-edge-litert", "litert-torch", "litert-converter", "nobuco", "tensorflow-cpu", "tf-keras",
-                 "onnx2tf", "onnx", "onnxruntime", "onnxscript", "onnxsim", "torch", "torchvision"):
+                 "onnx2tf", "onnx", "onnxruntime", "onnxscript", "onnxsim", "torch", "torchvision", "timm"):
         try:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
