@@ -319,7 +319,7 @@ def export_model(arch, weights=None, fmt=None, target="onnx", out=None, *, batch
         from .targets import WRITERS
 
         written_spec, written_weights, folded = export_spec, canonical, 0
-        if t.folds_bn and options.get("fold_bn", True):
+        if t.folds_bn:
             from .fold import fold_batchnorm, foldable
 
             folded = sum(map(foldable, export_spec.walk()))

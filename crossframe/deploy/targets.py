@@ -53,7 +53,7 @@ def build_model(framework, spec, weights, dtype="float32"):
     ``dtype``: the network computes in ``bfloat16`` or ``float16``, its input cast on the way in and
     its logits cast back to float32 (torch: the whole module in ``dtype``, as ``model.half()``; tf: the
     Keras ``mixed_<dtype>`` policy, variables kept in float32; jax: the parameters cast and the BN
-    statistics kept in float32, as the mixed-precision training step does, :mod:`jax_impl.train.step`)."""
+    statistics kept in float32, as the mixed-precision training step does, :mod:`jax_impl.casting`)."""
     if framework == "torch":
         import torch
 
@@ -88,9 +88,10 @@ def build_model(framework, spec, weights, dtype="float32"):
     else:
         import jax.numpy as jnp
 
+        from jax_impl.casting import cast_floating
+
         low = jnp.dtype(dtype)
-        variables = {**variables, "params": jax.tree.map(
-            lambda a: a.astype(low) if jnp.issubdtype(a.dtype, jnp.floating) else a, variables["params"])}
+        variables = {**variables, "params": cast_floating(variables["params"], low)}
         apply = jax.jit(lambda x: module.apply(variables, x.astype(low), train=False).astype(jnp.float32))
     return apply, lambda x: np.asarray(apply(x))
 

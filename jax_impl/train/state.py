@@ -48,7 +48,3 @@ class TrainState(flax.struct.PyTreeNode):
         return self.replace(step=d["step"], params=d["params"], batch_stats=d["batch_stats"],
                             opt_state=d["opt_state"], ema=d.get("ema"))
 
-
-def cast_floating(tree, dtype):
-    """Every floating leaf of ``tree`` as ``dtype`` (integer leaves untouched)."""
-    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from .losses import correct, cross_entropy
-from .state import cast_floating
+from ..casting import cast_floating
 from archspec.errors import ConfigError
 
 
