@@ -251,7 +251,7 @@ def _xnnpack_partitions(path):
 def test_int8_layer_norm_variance_stays_delegated(tmp_path):
     """A layer norm's variance written as square(x - mean) becomes a SQUARED_DIFFERENCE, which XNNPACK
     does not take in int8 (benchmarks/int8_op_probe.py): one more partition per norm (ConvNeXt-T: 65
-    partitions, 42 without, int8 1.22x faster). The int8 export writes d * d (a MUL); the planted
+    partitions, 42 without; int8 over float32 1.08x then, 1.33x now: docs/EXPORT.md). The int8 export writes d * d (a MUL); the planted
     graph (the plain form) keeps them."""
     import archspec
     from crossframe.deploy import export_model
