@@ -161,24 +161,21 @@ def _torch_eval(spec, weights, x, dtype):
         return model(torch.from_numpy(x.transpose(0, 3, 1, 2)).to(dtype)).double().numpy()
 
 
-# The last conv of each residual branch: its BN scale is damped in the cross-check's weights.
-_BRANCH_END = {ir.InvertedResidual: "project", ir.DepthwiseSeparable: "pw", ir.BasicBlock: "conv2",
-               ir.Bottleneck: "conv3"}
-
-
 def _damped_weights(spec, seed):
     """Random canonical weights with every residual branch's last BN scale times 0.1.
 
     Plain random weights make deep residual networks ill-conditioned: at 64x64, EfficientNet-B7's
     logits reach 5e3 and differ by rel 0.5 between torch float32 and float64, which would hide any
     bug. Damped branches (as zero-init-residual training does) keep logits O(1) and the float32
-    floor at 5e-7 .. 8e-7 for every network, B7 and ResNet-152 included.
+    floor at 5e-7 .. 8e-7 for every network, B7 and ResNet-152 included. The branch ends are the
+    IR's own (``Layer.residual_branch_end``): a map of block types kept here missed EfficientNetV2's
+    fused blocks, whose undamped M and L reached a float32 floor of 4e-4.
     """
     weights = weight_transfer.random_weights(spec, seed=seed)
     for layer in spec.layers:
-        role = _BRANCH_END.get(type(layer))
-        if role and getattr(layer, "residual", True) and getattr(layer, role).bn is not None:
-            weights[f"{getattr(layer, role).path}.bn.scale"] *= np.float32(0.1)
+        end = layer.residual_branch_end
+        if end is not None and end.bn is not None:
+            weights[f"{end.path}.bn.scale"] *= np.float32(0.1)
     return weights
 
 
