@@ -59,12 +59,17 @@ def _savedmodel(path, xs):
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures["serving_default"]
     ys = [np.asarray(fn(images=tf.constant(x))["logits"]) for x in xs]
+    return ys, savedmodel_ops(fn)
+
+
+def savedmodel_ops(fn):
+    """Op counts of a SavedModel signature's function library (no Identity, NoOp, Const, ReadVariableOp)."""
     ops = Counter()
     for f in fn.graph.as_graph_def().library.function:
         for node in f.node_def:
             if node.op not in ("Identity", "NoOp", "Const", "ReadVariableOp"):
                 ops[node.op] += 1
-    return ys, ops
+    return ops
 
 
 def _stablehlo(path, xs):
@@ -73,9 +78,12 @@ def _stablehlo(path, xs):
     with open(path, "rb") as f:
         exported = jax.export.deserialize(bytearray(f.read()))
     ys = [np.asarray(exported.call(x)) for x in xs]
-    text = exported.mlir_module()
-    ops = Counter(m.group(1) for m in re.finditer(r"\bstablehlo\.([a-z_]+)", text))
-    return ys, ops
+    return ys, stablehlo_ops(exported)
+
+
+def stablehlo_ops(exported):
+    """Op counts of a ``jax.export.Exported`` module (over every platform's lowering)."""
+    return Counter(m.group(1) for m in re.finditer(r"\bstablehlo\.([a-z_]+)", exported.mlir_module()))
 
 
 def _torch_export(path, xs):
@@ -85,9 +93,13 @@ def _torch_export(path, xs):
     module = program.module()
     with torch.no_grad():
         ys = [module(torch.from_numpy(x)).numpy() for x in xs]
-    ops = Counter(str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
-                  for n in program.graph.nodes if n.op == "call_function")
-    return ys, ops
+    return ys, torch_export_ops(program)
+
+
+def torch_export_ops(program):
+    """Op counts of a ``torch.export`` program: its call_function nodes, ATen ops by name."""
+    return Counter(str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
+                   for n in program.graph.nodes if n.op == "call_function")
 
 
 RUNTIMES = {"onnx": _onnx, "tflite": _tflite, "savedmodel": _savedmodel, "stablehlo": _stablehlo,
