@@ -354,6 +354,29 @@ def test_heavy_smallest_of_each_family_to_every_target(tmp_path, name, target):
     assert r["verified"] and r["rel"] <= r["band"], r
 
 
+def _other_members():
+    import archspec
+
+    return [n for n in archspec.list_variants() if "/" not in n and n not in SMALLEST]
+
+
+# every other member of every family (the library-named forms are the checkpoint tests below) to one
+# target each, the targets taken in turn over the sorted names, at 64 px (their own size where smaller)
+MEMBER_TARGETS = [(name, _TARGET_ORDER[i % len(_TARGET_ORDER)]) for i, name in enumerate(_other_members())]
+
+
+@pytest.mark.heavy
+@needs_all
+@pytest.mark.parametrize("name,target", MEMBER_TARGETS, ids=[f"{n}-{t}" for n, t in MEMBER_TARGETS])
+def test_heavy_every_other_member_to_a_target(tmp_path, name, target):
+    import archspec
+    from crossframe.deploy import export_model
+
+    out = tmp_path / (f"m{SUFFIX[target]}" if target != "savedmodel" else "sm")
+    r = export_model(name, None, None, target, out, input_size=min(64, archspec.load(name).input_shape[0]))
+    assert r["verified"] and r["rel"] <= r["band"], r
+
+
 @pytest.mark.heavy
 @needs_all
 @pytest.mark.parametrize("case", ["stablehlo:bfloat16", "torch-export:float16", "savedmodel:bfloat16"])

@@ -32,6 +32,10 @@ def test_scheduling_units():
         == "big-memory"
     small = "tests/test_parity_networks.py::test_train_grad_step_parity_all[efficientnet_b3]"
     assert scheduling_unit(small) == small
+    assert scheduling_unit("tests/test_deploy.py::test_heavy_every_other_member_to_a_target[convnext_base-tflite]") \
+        == "big-memory"
+    assert scheduling_unit("tests/test_deploy.py::test_heavy_every_other_member_to_a_target[resnet34-savedmodel]") \
+        .endswith("savedmodel]")
     assert scheduling_unit("tests/test_jax_impl.py::test_variant[keras/EfficientNetB7]").endswith("B7]")
     assert scheduling_unit("tests/test_keras_backends.py::test_eval_parity[jax]") == "keras-backends"
     assert scheduling_unit("tests/test_x.py::test_y[a]@grp") == "grp"
