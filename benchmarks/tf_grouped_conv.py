@@ -54,11 +54,11 @@ def main(argv=None):
             times[name].append((time.perf_counter() - start) / args.calls * 1e3)
     ms = {name: round(statistics.median(v), 3) for name, v in times.items()}
     result = {"input": [1, args.size, args.size, args.channels], "kernel": 7, "threads": 1, "ms": ms,
-              "grouped_over_depthwise": round(ms["Conv2D(groups=C)"] / ms["DepthwiseConv2D"], 1),
+              "grouped_over_depthwise": round(ms["Conv2D(groups=C)"] / ms["DepthwiseConv2D"], 3),
               "tensorflow": tf.__version__, "keras": keras.__version__}
     for name, v in ms.items():
         print(f"{name:<18} {v:9.3f} ms")
-    print(f"grouped / depthwise: {result['grouped_over_depthwise']}x")
+    print(f"grouped / depthwise: {result['grouped_over_depthwise']:.1f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
