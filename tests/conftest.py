@@ -133,7 +133,8 @@ def pytest_terminal_summary(terminalreporter):
 BIG_MEMORY_NETWORKS = ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnetb4",
                        "efficientnetb5", "efficientnetb6", "efficientnetb7", "resnet101", "resnet152",
                        "resnext101", "wide_resnet", "convnext_base", "convnext_large", "convnextbase", "convnextlarge",
-                       "efficientnet_v2_m", "efficientnet_v2_l", "efficientnetv2_m", "efficientnetv2_l")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
+                       "efficientnet_v2_m", "efficientnet_v2_l", "efficientnetv2_m", "efficientnetv2_l",
+                       "efficientnetv2m", "efficientnetv2l")  # ResNeXt-101: 83-89M parameters; Wide ResNet: 69M, 127M
 # the checks that hold a big network in three frameworks at once, with gradients or at native size
 # (test_deploy's member exports: ConvNeXt-B to LiteRT took 10.7 GiB alone at 64 px, and beside the other
 # worker the export shard peaked at 18.8 GiB)

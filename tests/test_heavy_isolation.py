@@ -32,6 +32,11 @@ def test_scheduling_units():
         == "big-memory"
     small = "tests/test_parity_networks.py::test_train_grad_step_parity_all[efficientnet_b3]"
     assert scheduling_unit(small) == small
+    # Keras Applications' spelling (no underscore): run beside a big-memory case, EfficientNetV2L at
+    # native size took the heavy import tests to 21 GiB
+    for name in ("EfficientNetV2L-native", "EfficientNetV2M-225"):
+        assert scheduling_unit(f"tests/test_import_keras_applications.py::test_parity_and_round_trip_heavy[{name}]") \
+            == "big-memory"
     assert scheduling_unit("tests/test_deploy.py::test_heavy_every_other_member_to_a_target[convnext_base-tflite]") \
         == "big-memory"
     assert scheduling_unit("tests/test_deploy.py::test_heavy_every_other_member_to_a_target[resnet34-savedmodel]") \
