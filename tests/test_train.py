@@ -118,6 +118,18 @@ leaf = jax.tree.leaves(eight.state.params)[0]
 out["bn_devices"] = len(leaf.sharding.device_set)
 out["bn_weights"] = worst(eight, one)
 out["bn_losses"] = max(abs(a - b) / abs(b) for a, b in zip(eight.losses(), one.losses()))
+# planted fault: batch statistics of 2 examples (one device's share) instead of the global batch's
+import jax.numpy as jnp
+import jax_impl.batchnorm as batchnorm
+class FirstDeviceMean:
+    def __getattr__(self, name):
+        return getattr(jnp, name)
+    @staticmethod
+    def mean(x, axis=None, **kw):
+        return jnp.mean(x[:2] if x.ndim == 4 and axis == (0, 1, 2) else x, axis=axis, **kw)
+batchnorm.jnp = FirstDeviceMean()
+out["planted_bn_weights"] = worst(train(bn, devices=jax.devices()[:1], progress=False), one)
+batchnorm.jnp = jnp
 # gradient accumulation: 2 micro-batches of 8 == one batch of 16 (no BN in dsconv_cnn)
 acc = TrainConfig(arch="dsconv_cnn", data="synthetic", data_size=80, init="he", steps=2, batch_size=16,
                   optimizer="adamw", lr=1e-3, log_every=1, eval_every=2)
@@ -129,12 +141,16 @@ print("RESULT" + json.dumps(out))
 
 
 def test_sharded_steps_equal_single_device_steps():
-    """8 simulated devices, global batch 16 (2 per device): final weights at rel <= 1e-5."""
+    """8 simulated devices, global batch 16 (2 per device): final weights at rel <= 1e-4, the training
+    parity tolerance (docs/TRAINING.md): the cross-device reductions round in another order, and three
+    SGD steps grow that to 6.5e-6 on one machine and 1.1e-5 on another. Statistics of one device's 2
+    examples instead of the global batch's (planted) are caught far above it."""
     out = _python(SHARDED, devices=8)
     res = json.loads(out.split("RESULT", 1)[1])
     assert res["bn_devices"] == 8
     print(res)
-    assert res["bn_weights"][0] <= 1e-5, res
+    assert res["bn_weights"][0] <= 1e-4, res
+    assert res["planted_bn_weights"][0] > 1e-2, res
     assert res["bn_losses"] <= 1e-5, res
     assert res["accum_weights"][0] <= 1e-5, res
 
