@@ -57,19 +57,13 @@ def tree_rss(root):
     return sum(_rss(pid) for pid in tree)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
-    p.add_argument("--log", help="also append 'seconds total_GB' samples to this file")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
-    args = p.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        p.error("no command given (put it after --)")
+def run_measured(command, interval=1.0, log=None, **popen):
+    """Run ``command`` to its end; ``(exit status, peak tree RSS in bytes, minutes at the peak, wall
+    seconds)``. ``log``: an open file that gets a 'seconds total_GB' line per sample. A Ctrl-C waits
+    for the command (which got the signal too) and is raised again."""
     start = time.monotonic()
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, **popen)
     peak, at = 0, 0.0
-    log = open(args.log, "a") if args.log else None
     try:
         while proc.poll() is None:
             total = tree_rss(proc.pid)
@@ -79,16 +73,33 @@ def main(argv=None):
             if log:
                 log.write(f"{now:.0f} {total / 2**30:.2f}\n")
                 log.flush()
-            time.sleep(args.interval)
+            time.sleep(interval)
     except KeyboardInterrupt:
         proc.wait()
+        raise
+    return proc.returncode, peak, at / 60, time.monotonic() - start
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    p.add_argument("--log", help="also append 'seconds total_GB' samples to this file")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        p.error("no command given (put it after --)")
+    log = open(args.log, "a") if args.log else None
+    try:
+        status, peak, at, elapsed = run_measured(command, args.interval, log)
+    except KeyboardInterrupt:
+        return 130
     finally:
         if log:
             log.close()
-    elapsed = time.monotonic() - start
-    print(f"peak memory of the process tree: {peak / 2**30:.1f} GiB (at {at / 60:.1f} min); "
-          f"wall time {elapsed / 60:.1f} min; exit status {proc.returncode}", file=sys.stderr)
-    return proc.returncode
+    print(f"peak memory of the process tree: {peak / 2**30:.1f} GiB (at {at:.1f} min); "
+          f"wall time {elapsed / 60:.1f} min; exit status {status}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -151,8 +151,12 @@ def is_big_memory(item):
 
 
 def pytest_itemcollected(item):
-    if is_big_memory(item) and not os.environ.get(ISOLATED):
-        item.runtest = functools.partial(run_in_own_process, item)
+    if is_big_memory(item):
+        # before -m selects: -m "heavy and not big_memory" runs the heavy suite without the chain,
+        # -m big_memory the chain alone (scripts/heavy_chain.py measures it case by case)
+        item.add_marker("big_memory")
+        if not os.environ.get(ISOLATED):
+            item.runtest = functools.partial(run_in_own_process, item)
 
 
 # -- scheduling: one worker runs the big-memory cases, from the start -------------------------------

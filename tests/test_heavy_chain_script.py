@@ -1,0 +1,94 @@
+"""scripts/heavy_chain.py, which measures the heavy suite's big-memory chain case by case: it finds the
+chain's cases, measures a case's outcome, time and memory, resumes where it stopped, and refuses a
+results file that is not its own."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import scheduling_unit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # the script imports peak_memory beside it
+spec = importlib.util.spec_from_file_location("heavy_chain", ROOT / "scripts" / "heavy_chain.py")
+chain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(chain)
+
+
+def test_the_marker_splits_the_heavy_suite_into_the_chain_and_the_rest():
+    ids = chain.collect(["tests/test_parity_networks.py"])
+    assert len(ids) >= 10 and all(scheduling_unit(n) == "big-memory" for n in ids), ids
+    rest = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m",
+                           "heavy and not big_memory", "tests/test_parity_networks.py"], cwd=ROOT,
+                          stdout=subprocess.PIPE, text=True, check=True).stdout
+    rest = [line for line in rest.splitlines() if "::" in line]
+    assert rest and not set(rest) & set(ids)
+    assert all(scheduling_unit(n) != "big-memory" for n in rest)
+
+
+def test_a_case_is_measured_in_its_own_process(tmp_path):
+    (tmp_path / "test_cases.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.heavy\n"
+        "def test_holds_memory():\n"
+        "    import time\n"
+        "    block = bytearray(400 * 2**20)\n"
+        "    time.sleep(2.5)\n"
+        "@pytest.mark.heavy\n"
+        "def test_fails():\n"
+        "    assert False\n"
+        "@pytest.mark.heavy\n"
+        "def test_skips():\n"
+        "    pytest.skip('not here')\n")
+    held = chain.measure_case("test_cases.py::test_holds_memory", cwd=tmp_path, interval=0.2)
+    assert held["outcome"] == "passed" and held["wall_s"] >= 2.5 and held["peak_gib"] >= 400 / 1024, held
+    assert chain.measure_case("test_cases.py::test_fails", cwd=tmp_path)["outcome"] == "failed"
+    assert chain.measure_case("test_cases.py::test_skips", cwd=tmp_path)["outcome"] == "skipped"
+
+
+def test_a_stopped_run_goes_on_where_it_left_off(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "chain.json"
+    ran = []
+
+    def measure(nodeid):
+        ran.append(nodeid)
+        if nodeid.endswith("[b]") and len(ran) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second case of the first run
+        return {"outcome": "failed" if nodeid.endswith("[c]") else "passed", "summary": "", "wall_s": 60.0,
+                "peak_gib": 2.5 if nodeid.endswith("[a]") else 7.0}
+
+    monkeypatch.setattr(chain, "collect", lambda files, keyword: ["t.py::x[a]", "t.py::x[b]", "t.py::x[c]"])
+    monkeypatch.setattr(chain, "measure_case", measure)
+    assert chain.main(["--results", str(results)]) == 130
+    assert list(json.loads(results.read_text())["cases"]) == ["t.py::x[a]"]
+    assert chain.main(["--results", str(results)]) == 1  # the third case failed
+    assert ran == ["t.py::x[a]", "t.py::x[b]", "t.py::x[b]", "t.py::x[c]"]
+    table = capsys.readouterr().out
+    assert "| `t.py::x[c]` | failed | 1.0 min | 7.0 GiB |" in table
+    assert "3 of 3 cases measured, 2 passed; 3.0 min in all (0.05 h), the largest peak 7.0 GiB" in table
+    assert chain.main(["--results", str(results)]) == 1 and ran[-1] == "t.py::x[c]"  # only the failed one again
+    assert not list(tmp_path.glob(".chain.json.*"))  # no temporary left beside it
+
+
+@pytest.mark.parametrize("content", ["not json", '{"cases": {}}', "[1, 2]"])
+def test_a_file_that_is_not_its_own_is_refused_untouched(tmp_path, content, capsys):
+    results = tmp_path / "mine.json"
+    results.write_text(content)
+    assert chain.main(["--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"heavy_chain: error: {results}: not a results file"), err
+    assert results.read_text() == content
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    for argv in (["--results", str(tmp_path), "--render"], ["--results", str(tmp_path / "no" / "x.json")],
+                 ["--results", str(tmp_path / "x.json"), "--stop-after", "-1"],
+                 ["--results", str(tmp_path / "x.json"), "tests/test_nothing_here.py"]):
+        assert chain.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("heavy_chain: error:"), err
+    assert list(tmp_path.iterdir()) == []
