@@ -105,6 +105,9 @@ def save(path, data):
     """Write ``data`` whole or not at all (a temporary file beside ``path``, then a rename)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file's mode, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -158,12 +161,12 @@ def main(argv=None):
         for f in args.files:
             if not (ROOT / f).is_file() and not Path(f).is_file():
                 raise UsageError(f"{f}: no such test file")
-        cases = collect(args.files, args.keyword)
+        chain = collect()  # the whole chain, for the table's "k of n"
+        cases = collect(args.files, args.keyword) if args.files or args.keyword else chain
     except UsageError as e:
         print(f"heavy_chain: error: {e}", file=sys.stderr)
         return 2
-    known = [] if not args.files and not args.keyword else data.get("collected", [])
-    data["collected"] = known + [n for n in cases if n not in known]  # a whole collection replaces the list
+    data["collected"] = chain
     todo = [n for n in cases if data["cases"].get(n, {}).get("outcome") != "passed"]
     print(f"{len(cases)} big-memory cases, {len(cases) - len(todo)} already measured, {len(todo)} to run",
           file=sys.stderr)

@@ -61,7 +61,7 @@ def test_a_stopped_run_goes_on_where_it_left_off(tmp_path, monkeypatch, capsys):
         return {"outcome": "failed" if nodeid.endswith("[c]") else "passed", "summary": "", "wall_s": 60.0,
                 "peak_gib": 2.5 if nodeid.endswith("[a]") else 7.0}
 
-    monkeypatch.setattr(chain, "collect", lambda files, keyword: ["t.py::x[a]", "t.py::x[b]", "t.py::x[c]"])
+    monkeypatch.setattr(chain, "collect", lambda files=(), keyword=None: ["t.py::x[a]", "t.py::x[b]", "t.py::x[c]"])
     monkeypatch.setattr(chain, "measure_case", measure)
     assert chain.main(["--results", str(results)]) == 130
     assert list(json.loads(results.read_text())["cases"]) == ["t.py::x[a]"]
@@ -72,6 +72,19 @@ def test_a_stopped_run_goes_on_where_it_left_off(tmp_path, monkeypatch, capsys):
     assert "3 of 3 cases measured, 2 passed; 3.0 min in all (0.05 h), the largest peak 7.0 GiB" in table
     assert chain.main(["--results", str(results)]) == 1 and ran[-1] == "t.py::x[c]"  # only the failed one again
     assert not list(tmp_path.glob(".chain.json.*"))  # no temporary left beside it
+
+
+def test_a_selection_runs_its_cases_and_the_table_counts_the_whole_chain(tmp_path, monkeypatch, capsys):
+    whole = ["t.py::x[a]", "t.py::x[b]", "t.py::x[c]"]
+    monkeypatch.setattr(chain, "collect", lambda files=(), keyword=None: whole[1:2] if keyword else whole)
+    monkeypatch.setattr(chain, "measure_case", lambda nodeid: {"outcome": "passed", "summary": "", "wall_s": 90.0,
+                                                               "peak_gib": 3.0})
+    assert chain.main(["--results", str(tmp_path / "r.json"), "-k", "b"]) == 0
+    table = capsys.readouterr().out
+    assert "| `t.py::x[a]` | not measured yet | | |" in table and "| `t.py::x[b]` | passed | 1.5 min | 3.0 GiB |" in table
+    assert "1 of 3 cases measured, 1 passed" in table
+    assert chain.main(["--results", str(tmp_path / "r.json"), "--render"]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
 
 
 @pytest.mark.parametrize("content", ["not json", '{"cases": {}}', "[1, 2]"])
