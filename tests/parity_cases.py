@@ -157,6 +157,5 @@ def train_spec(name, overrides=None):
 
 
 def _smallest_map(spec):
-    """The fewest positions (height x width) any layer before the global pool sees."""
-    return min(layer.in_shape[0] * layer.in_shape[1] for layer in spec.layers
-               if len(layer.in_shape) == 3 and type(layer).__name__ not in ("GlobalPool", "Dense"))
+    """The fewest positions (height x width) of any feature map the network makes."""
+    return min(layer.out_shape[0] * layer.out_shape[1] for layer in spec.layers if len(layer.out_shape) == 3)
