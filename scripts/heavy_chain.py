@@ -1,6 +1,6 @@
 """Measure the heavy suite's big-memory chain one case at a time, resumably.
 
-    python scripts/heavy_chain.py --results docs/heavy_chain.json [--stop-after MIN] [-k EXPR] [FILES]
+    python scripts/heavy_chain.py --results docs/heavy_chain.json [--stop-after MIN] [-k EXPR] [--again] [FILES]
     python scripts/heavy_chain.py --results docs/heavy_chain.json --render
 
 The big-memory cases of ``./dev test -m heavy`` (tests/conftest.py ``BIG_MEMORY_CHECKS``, marked
@@ -9,7 +9,8 @@ longer than one sitting. This runs each case the way that chain does (``pytest -
 in a process of its own) and measures its wall time and the peak memory of its process tree
 (scripts/peak_memory.py). The results file is rewritten after every case, and cases it already holds
 as passed are not run again, so a run that stops (``--stop-after``, Ctrl-C, a closed session) goes on
-where it left off. ``--render`` prints the table the README quotes, with the totals.
+where it left off (``--again`` measures the selected cases anew, after a change to the code; each
+case records the commit it ran at). ``--render`` prints the table the README quotes, with the totals.
 """
 
 import argparse
@@ -76,13 +77,26 @@ def machine():
     with open("/proc/meminfo") as f:
         kib = int(f.readline().split()[1])
     versions = {}
-    for dist in ("torch", "tensorflow", "jax"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
+    for name, dists in (("torch", ("torch",)), ("tensorflow", ("tensorflow", "tensorflow-cpu")), ("jax", ("jax",))):
+        versions[name] = None
+        for dist in dists:  # TensorFlow installs as tensorflow-cpu on some machines (this one)
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                pass
     return {"cores": os.cpu_count(), "memory_gib": round(kib / 2**20, 1), "python": platform.python_version(),
             **versions}
+
+
+def commit():
+    """The checkout a figure was measured at: the commit, with "+changes" if tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def load(path):
@@ -147,6 +161,8 @@ def main(argv=None):
     p.add_argument("--stop-after", type=float, metavar="MIN",
                    help="start no case after this many minutes (the one running finishes)")
     p.add_argument("-k", dest="keyword", help="only the cases pytest's -k selects")
+    p.add_argument("--again", action="store_true",
+                   help="measure the selected cases even where they passed before (after a change to the code)")
     p.add_argument("files", nargs="*", help="test files to take the cases from (default: all)")
     args = p.parse_args(argv)
     try:
@@ -167,7 +183,7 @@ def main(argv=None):
         print(f"heavy_chain: error: {e}", file=sys.stderr)
         return 2
     data["collected"] = chain
-    todo = [n for n in cases if data["cases"].get(n, {}).get("outcome") != "passed"]
+    todo = [n for n in cases if args.again or data["cases"].get(n, {}).get("outcome") != "passed"]
     print(f"{len(cases)} big-memory cases, {len(cases) - len(todo)} already measured, {len(todo)} to run",
           file=sys.stderr)
     start = datetime.datetime.now()
@@ -184,6 +200,7 @@ def main(argv=None):
             return 130
         case["date"] = datetime.date.today().isoformat()
         case["machine"] = machine()
+        case["commit"] = commit()
         data["cases"][nodeid] = case
         save(args.results, data)
         print(f"[{i}/{len(todo)}] {nodeid}: {case['outcome']}, {case['wall_s'] / 60:.1f} min, "

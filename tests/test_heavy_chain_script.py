@@ -87,6 +87,23 @@ def test_a_selection_runs_its_cases_and_the_table_counts_the_whole_chain(tmp_pat
     assert capsys.readouterr().out.strip() == table.strip()
 
 
+def test_again_measures_passed_cases_anew_and_each_case_records_its_commit(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(chain, "collect", lambda files=(), keyword=None: ["t.py::x[a]", "t.py::x[b]"])
+    monkeypatch.setattr(chain, "measure_case", lambda nodeid: ran.append(nodeid) or {
+        "outcome": "passed", "summary": "", "wall_s": 60.0, "peak_gib": 1.0 + len(ran)})
+    results = tmp_path / "r.json"
+    assert chain.main(["--results", str(results)]) == 0
+    assert chain.main(["--results", str(results)]) == 0 and len(ran) == 2  # passed: not again
+    assert chain.main(["--results", str(results), "--again"]) == 0 and len(ran) == 4
+    cases = json.loads(results.read_text())["cases"]
+    assert [c["peak_gib"] for c in cases.values()] == [4.0, 5.0]  # the new figures replace the old
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=chain.ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    assert all((c["commit"] or "").split("+")[0] == head for c in cases.values()), cases  # None outside git
+    assert all(c["machine"][fw] for c in cases.values() for fw in ("torch", "tensorflow", "jax")), cases
+
+
 @pytest.mark.parametrize("content", ["not json", '{"cases": {}}', "[1, 2]"])
 def test_a_file_that_is_not_its_own_is_refused_untouched(tmp_path, content, capsys):
     results = tmp_path / "mine.json"

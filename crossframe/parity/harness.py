@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from archspec import ir
 from .calibrate import calibrated_weights
 from .metrics import rel_error, rel_error_dict, tolerance
 from .runners import make_runner
+from .memory import SpillFolder, return_freed_memory
 from archspec.errors import ConfigError
 
 MODES = ("eval", "train", "grad", "step")
@@ -199,7 +201,7 @@ def compare(a, ref):
     """Worst rel error over everything two ``run_mode`` results hold; returns (rel, what)."""
     worst, what = -1.0, ""
     for key, r in ref.items():
-        if isinstance(r, dict):
+        if isinstance(r, Mapping):
             if not r:
                 continue
             rel, name = rel_error_dict(a[key], r)
@@ -259,70 +261,73 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
     zero_grads = structurally_zero_grads(spec)
     reference = floor and dtype == "float32"
     modes64 = [m for m in modes if m in REFERENCE64_MODES] if reference else []
+    spill = SpillFolder()
 
     def run(fw, run_dtype, run_modes, fw_device):
         runner = make_runner(fw, spec, weights, device=fw_device, precision_mode=precision, dtype=run_dtype)
         out = {}
         for mode in run_modes:
             runner.load(weights)
-            out[mode] = _drop(run_mode(runner, mode, xs, cot, weights, masks), zero_grads)
+            out[mode] = spill.keep(_drop(run_mode(runner, mode, xs, cot, weights, masks), zero_grads))
             if progress:
                 progress(spec.name, mode if run_dtype == dtype else f"{mode}/{_SHORT[run_dtype]}", fw)
         return out
 
-    results, results64 = {}, {}
-    for fw in frameworks:
-        fw_device = device.get(fw, "cpu") if isinstance(device, dict) else device
-        results[fw] = run(fw, dtype, modes, fw_device)
-        if modes64:
-            results64[fw] = run(fw, "float64", modes64, "cpu")
-    floors = {m: float("nan") for m in modes}
-    if reference:  # the floor: PyTorch float32 against PyTorch float64, both on the CPU
-        torch_device = device.get("torch", "cpu") if isinstance(device, dict) else device
-        lo = results["torch"] if "torch" in results and torch_device == "cpu" else run("torch", dtype, modes, "cpu")
-        hi = dict(results64.get("torch", {}))
-        missing = [m for m in modes if m not in hi]
-        if missing:
-            hi.update(run("torch", "float64", missing, "cpu"))
-        floors = {m: compare(lo[m], hi[m])[0] for m in modes}
-    low = floor and dtype != "float32" and "eval" in modes
-    if low:  # the float32 anchor: every framework in float32 on the CPU, and PyTorch float64 for its floor
-        anchor = {fw: run(fw, "float32", ["eval"], "cpu")["eval"] for fw in frameworks}
-        if "torch" in anchor:
-            floor32 = compare(anchor["torch"], run("torch", "float64", ["eval"], "cpu")["eval"])[0]
-        else:
-            floor32 = float("nan")
-        tol32 = band(tolerance("float32", precision, "eval"), floor32)
-        own = {fw: compare(results[fw]["eval"], anchor[fw])[0] for fw in frameworks}
-    records = []
-    for mode in modes:
-        tol = band(tolerance(dtype, precision, mode), floors[mode], mode, dtype)
-        for a, b in itertools.combinations(frameworks, 2):
-            rel, what = compare(results[b][mode], results[a][mode])
-            record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, False)
-            if mode in modes64:
-                record.rel64, _ = compare(results64[b][mode], results64[a][mode])
-                own_a, _ = compare(results[a][mode], results64[a][mode])
-                own_b, _ = compare(results[b][mode], results64[b][mode])
-                record.own = max(own_a, own_b)
-                record.passed, record.verdict = judge(rel, tol, record.rel64, tolerance("float64", precision, mode),
-                                                      own_a, own_b)
-            elif low and mode == "eval":
-                record.floor = floor32
-                record.rel32, _ = compare(anchor[b], anchor[a])
-                record.tolerance32, record.own = tol32, max(own[a], own[b])
-                record.passed, record.verdict = judge_low_precision(rel, tol, record.rel32, tol32)
-            else:
-                record.passed, record.verdict = judge(rel, tol)
-            records.append(record)
-    if low:
-        # each framework's own low-precision error: its output against its own float32 run (pair
-        # 'jax-float32' and so on), under the dtype's band: a broken cast or a low-precision-only layer
-        tol = tolerance(dtype, precision, "eval")
+    with spill:  # a big network's gradients and weight changes wait on disk (memory.py)
+        results, results64 = {}, {}
         for fw in frameworks:
-            rel, what = compare(results[fw]["eval"], anchor[fw])
-            records.append(Record(spec.name, "eval", f"{fw}-float32", rel, floor32, tol, what, *judge(rel, tol)))
-    return records
+            fw_device = device.get(fw, "cpu") if isinstance(device, dict) else device
+            results[fw] = run(fw, dtype, modes, fw_device)
+            if modes64:
+                results64[fw] = run(fw, "float64", modes64, "cpu")
+            return_freed_memory()  # this framework's models and buffers, before the next one builds
+        floors = {m: float("nan") for m in modes}
+        if reference:  # the floor: PyTorch float32 against PyTorch float64, both on the CPU
+            torch_device = device.get("torch", "cpu") if isinstance(device, dict) else device
+            lo = results["torch"] if "torch" in results and torch_device == "cpu" else run("torch", dtype, modes, "cpu")
+            hi = dict(results64.get("torch", {}))
+            missing = [m for m in modes if m not in hi]
+            if missing:
+                hi.update(run("torch", "float64", missing, "cpu"))
+            floors = {m: compare(lo[m], hi[m])[0] for m in modes}
+        low = floor and dtype != "float32" and "eval" in modes
+        if low:  # the float32 anchor: every framework in float32 on the CPU, and PyTorch float64 for its floor
+            anchor = {fw: run(fw, "float32", ["eval"], "cpu")["eval"] for fw in frameworks}
+            if "torch" in anchor:
+                floor32 = compare(anchor["torch"], run("torch", "float64", ["eval"], "cpu")["eval"])[0]
+            else:
+                floor32 = float("nan")
+            tol32 = band(tolerance("float32", precision, "eval"), floor32)
+            own = {fw: compare(results[fw]["eval"], anchor[fw])[0] for fw in frameworks}
+        records = []
+        for mode in modes:
+            tol = band(tolerance(dtype, precision, mode), floors[mode], mode, dtype)
+            for a, b in itertools.combinations(frameworks, 2):
+                rel, what = compare(results[b][mode], results[a][mode])
+                record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, False)
+                if mode in modes64:
+                    record.rel64, _ = compare(results64[b][mode], results64[a][mode])
+                    own_a, _ = compare(results[a][mode], results64[a][mode])
+                    own_b, _ = compare(results[b][mode], results64[b][mode])
+                    record.own = max(own_a, own_b)
+                    record.passed, record.verdict = judge(rel, tol, record.rel64, tolerance("float64", precision, mode),
+                                                          own_a, own_b)
+                elif low and mode == "eval":
+                    record.floor = floor32
+                    record.rel32, _ = compare(anchor[b], anchor[a])
+                    record.tolerance32, record.own = tol32, max(own[a], own[b])
+                    record.passed, record.verdict = judge_low_precision(rel, tol, record.rel32, tol32)
+                else:
+                    record.passed, record.verdict = judge(rel, tol)
+                records.append(record)
+        if low:
+            # each framework's own low-precision error: its output against its own float32 run (pair
+            # 'jax-float32' and so on), under the dtype's band: a broken cast or a low-precision-only layer
+            tol = tolerance(dtype, precision, "eval")
+            for fw in frameworks:
+                rel, what = compare(results[fw]["eval"], anchor[fw])
+                records.append(Record(spec.name, "eval", f"{fw}-float32", rel, floor32, tol, what, *judge(rel, tol)))
+        return records
 
 
 _SHORT = {"float64": "f64", "float32": "f32", "bfloat16": "bf16", "float16": "f16"}

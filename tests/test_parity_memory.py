@@ -1,0 +1,98 @@
+"""A big network's check keeps its gradients and weight changes on disk (crossframe/parity/memory.py).
+
+The spill must not change a verdict (the same records, number for number), must leave nothing
+behind however the check ends, and a NaN in a spilled result must still fail.
+"""
+
+import math
+import tempfile
+
+import numpy as np
+import pytest
+
+from archspec import blocks, ir
+from crossframe.parity import harness, memory
+from crossframe.parity.harness import check_network
+
+MODES = ("train", "grad", "step")
+
+
+def tiny_spec():
+    """One inverted-residual block, pooled and classified: three frameworks in seconds."""
+    mb = blocks.inverted_residual("stages.0.blocks.0", (5, 5, 4), 4, expanded=8, act="swish")
+    pool = blocks.global_pool("pool", mb.out_shape)
+    cls = blocks.dense("classifier", pool.out_shape, 3)
+    return ir.Spec(name="tiny_memory", family="test", source="<test>", input_shape=(5, 5, 4), num_classes=3,
+                   layers=(mb, pool, cls))
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """tempfile's folder, for this test only: the spill folder is made (and must be removed) here."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def _spilled_files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.glob("crossframe-parity-*/*.npy"))
+
+
+def _spill_folders(root):
+    return list(root.glob("crossframe-parity-*"))  # (other libraries keep caches in tempfile's folder too)
+
+
+def test_spilled_results_give_the_same_records_and_leave_nothing(temp_root, monkeypatch):
+    kept = check_network(tiny_spec(), modes=MODES, seed=3, batch=4)
+    assert not _spill_folders(temp_root), "a tiny network's results stay in memory"
+
+    seen = []
+    monkeypatch.setattr(memory, "SPILL_BYTES", 0)  # every named set of arrays goes to disk
+    spilled = check_network(tiny_spec(), modes=MODES, seed=3, batch=4,
+                            progress=lambda name, mode, fw: seen.append(len(_spilled_files(temp_root))))
+    assert seen[-1] > 0 and seen == sorted(seen), f"spill files over the runs: {seen}"
+    assert [r.as_dict() for r in spilled] == [r.as_dict() for r in kept]
+    assert all(r.passed for r in spilled)
+    assert not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
+
+
+def test_the_spill_folder_goes_when_the_check_stops_midway(temp_root, monkeypatch):
+    monkeypatch.setattr(memory, "SPILL_BYTES", 0)
+
+    def interrupt(name, mode, fw):
+        if _spilled_files(temp_root):
+            raise KeyboardInterrupt  # Ctrl-C (the CLI turns SIGTERM into an exception too)
+
+    with pytest.raises(KeyboardInterrupt):
+        check_network(tiny_spec(), modes=MODES, seed=3, batch=4, progress=interrupt)
+    assert not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
+
+
+def test_a_nan_in_a_spilled_gradient_fails(temp_root, monkeypatch):
+    monkeypatch.setattr(memory, "SPILL_BYTES", 0)
+    real = harness.run_mode
+
+    def nan_in_jax_gradients(runner, mode, *args, **kwargs):
+        out = real(runner, mode, *args, **kwargs)
+        if mode == "grad" and type(runner).__name__.startswith("Flax"):
+            name = sorted(out["grads"])[0]
+            out["grads"][name] = np.full_like(out["grads"][name], np.nan)
+        return out
+
+    monkeypatch.setattr(harness, "run_mode", nan_in_jax_gradients)
+    records = check_network(tiny_spec(), modes=("grad",), seed=3, batch=4)
+    jax_pairs = [r for r in records if "jax" in r.pair]
+    assert jax_pairs and all(not r.passed and math.isinf(r.rel) for r in jax_pairs), [r.as_dict() for r in records]
+    assert [r.passed for r in records if "jax" not in r.pair] == [True]
+
+
+def test_keep_spills_only_named_sets_above_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    small = {"a": np.arange(4.0)}
+    big = {"w": np.arange(64.0).reshape(8, 8), "b": np.ones(3, np.float32)}
+    with memory.SpillFolder(limit=100) as spill:
+        kept = spill.keep({"output": np.zeros(1000), "small": small, "big": big})
+        assert kept["small"] is small and isinstance(kept["output"], np.ndarray)  # arrays alone stay
+        assert isinstance(kept["big"], memory.OnDisk) and sorted(kept["big"]) == ["b", "w"]
+        assert kept["big"]["b"].dtype == np.float32 and np.array_equal(kept["big"]["w"], big["w"])
+        assert len(_spilled_files(tmp_path)) == 2
+    assert not _spill_folders(tmp_path)
