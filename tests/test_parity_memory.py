@@ -12,6 +12,7 @@ import pytest
 
 from archspec import blocks, ir
 from crossframe.parity import harness, memory
+from crossframe.parity.calibrate import calibrated_weights
 from crossframe.parity.harness import check_network
 
 MODES = ("train", "grad", "step")
@@ -95,3 +96,21 @@ def test_keep_spills_only_named_sets_above_the_limit(tmp_path, monkeypatch):
         assert kept["big"]["b"].dtype == np.float32 and np.array_equal(kept["big"]["w"], big["w"])
         assert len(_spilled_files(tmp_path)) == 2
     assert not _spill_folders(tmp_path)
+
+
+def test_float64_references_with_big_dense_kernels_run_op_by_op(monkeypatch):
+    """XLA:CPU holds every grouped conv's kernel dense in a float64 program: past the budget, op by op."""
+    import archspec
+    from crossframe.parity import runners
+
+    over = {name: runners.dense_grouped_kernel_bytes(archspec.load(name)) > runners.FLOAT64_JIT_MAX_DENSE_BYTES
+            for name in ("mobilenet_v2_100", "efficientnet_b1", "convnext_tiny", "efficientnet_b2", "convnext_large",
+                         "resnext101_32x8d", "resnet50")}
+    assert over == {"mobilenet_v2_100": False, "efficientnet_b1": False, "convnext_tiny": False,
+                    "efficientnet_b2": True, "convnext_large": True, "resnext101_32x8d": True, "resnet50": False}
+    spec = tiny_spec()
+    weights = calibrated_weights(spec)
+    assert not runners.make_runner("jax", spec, weights, dtype="float64")._float64_op_by_op()
+    monkeypatch.setattr(runners, "FLOAT64_JIT_MAX_DENSE_BYTES", 0)
+    assert runners.make_runner("jax", spec, weights, dtype="float64")._float64_op_by_op()
+    assert not runners.make_runner("jax", spec, weights, dtype="float32")._float64_op_by_op()

@@ -242,8 +242,16 @@ class KerasRunner(Runner):
         return self.adapter.from_keras(self.model, self.np_dtype)
 
 
-# see FlaxRunner._float64_op_by_op: EfficientNet-B2 (2112 channels) and wider; not B0, B1 or the MobileNets
-FLOAT64_JIT_MAX_GROUPED_CHANNELS = 2048
+# see FlaxRunner._float64_op_by_op: EfficientNet-B2 (2.1 GiB at any input size) and bigger, ConvNeXt-S/B/L,
+# ResNeXt-101, EfficientNetV2-S/M/L; not B0 or B1 (1.8 GiB), the MobileNets, MNASNet or ConvNeXt-T (1.2 GiB)
+FLOAT64_JIT_MAX_DENSE_BYTES = 2 * 2**30
+
+
+def dense_grouped_kernel_bytes(spec):
+    """The bytes of every grouped convolution's kernel rewritten dense (k x k x C_in x C_out) in float64:
+    what XLA:CPU holds at once in a float64 program of ``spec`` (:meth:`FlaxRunner._float64_op_by_op`)."""
+    return sum(8 * layer.kernel ** 2 * layer.in_channels * layer.out_channels for layer in spec.walk()
+               if isinstance(layer, ir.ConvBNAct) and layer.groups > 1)
 
 
 class FlaxRunner(Runner):
@@ -342,14 +350,14 @@ class FlaxRunner(Runner):
         """XLA:CPU has float32 kernels for grouped convolutions but none for float64: in a float64
         program it rewrites each grouped conv (forward and gradient) into a dense one (a C x C
         kernel), and the program holds them all at once: one EfficientNet-B7 grad program at 224 px
-        asks for a 27.6 GB buffer, its train-mode forward at 32 px reaches 23.7 GB. A float64
-        reference of a network with grouped convs wider than :data:`FLOAT64_JIT_MAX_GROUPED_CHANNELS`
-        channels therefore runs op by op, forward and backward (10.3 GB for the B7 grad at 224 px,
-        batch 2): the same arithmetic, without one program-wide buffer."""
+        asks for a 27.6 GB buffer, its train-mode forward at 32 px reaches 23.7 GB; ConvNeXt-L's
+        train/grad/step check at 33 px went past 22 GiB (its depthwise 7x7 convs, 8.6 GiB dense).
+        A float64 reference whose dense kernels would pass :data:`FLOAT64_JIT_MAX_DENSE_BYTES`
+        (:func:`dense_grouped_kernel_bytes`) therefore runs op by op, forward and backward (10.3 GB
+        for the B7 grad at 224 px, batch 2): the same arithmetic, without one program-wide buffer."""
         if self.dtype != "float64" or self.device != "cpu":
             return False
-        return any(isinstance(layer, ir.ConvBNAct) and layer.groups > 1
-                   and layer.in_channels > FLOAT64_JIT_MAX_GROUPED_CHANNELS for layer in self.spec.walk())
+        return dense_grouped_kernel_bytes(self.spec) > FLOAT64_JIT_MAX_DENSE_BYTES
 
     def grad(self, x, cotangent, masks=None):
         v = self.variables
