@@ -18,11 +18,13 @@ except ImportError:
 import contextlib  # noqa: E402
 import fcntl  # noqa: E402
 import functools  # noqa: E402
+import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import zlib  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -208,13 +210,68 @@ def _one_at_a_time(item):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# -- the largest cases hold the whole machine ----------------------------------------------------------
+# A chain case whose peak, recorded by scripts/heavy_chain.py in docs/heavy_chain.json, is more than half
+# this machine's memory (ConvNeXt-L's train/grad/step check: 17 GiB) runs with nothing beside it: it takes
+# a second lock exclusively, and every other heavy test holds that lock shared while it runs. (flock does
+# not queue writers first: the exclusive case gets the lock in the gap between two of the other worker's
+# tests, when the kernel wakes it before the next test asks.)
+RECORDED_PEAKS = Path(__file__).resolve().parents[1] / "docs" / "heavy_chain.json"
+
+
+@functools.lru_cache(maxsize=None)
+def recorded_peaks(path=RECORDED_PEAKS):
+    """{nodeid: peak GiB} of the cases ``path`` records; {} if it is missing or not readable."""
+    try:
+        cases = json.loads(Path(path).read_text())["cases"]
+        return {nodeid: float(case["peak_gib"]) for nodeid, case in cases.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def machine_gib():
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) / 2**20
+
+
+def needs_whole_machine(nodeid, peaks=None, memory_gib=None):
+    peak = (recorded_peaks() if peaks is None else peaks).get(nodeid, 0.0)
+    return peak > (machine_gib() if memory_gib is None else memory_gib) / 2
+
+
+@contextlib.contextmanager
+def whole_machine_lock(config, exclusive):
+    """Hold the run's machine lock (beside the big-memory lock): exclusively for a case that needs the
+    whole machine, shared for any other heavy test."""
+    path = config._tmp_path_factory.getbasetemp().parent / "crossframe-whole-machine.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _share_the_machine(request):
+    """A heavy test beside the chain holds the machine lock shared, so a whole-machine case waits for it."""
+    if (not request.node.get_closest_marker("heavy") or request.node.get_closest_marker("big_memory")
+            or os.environ.get(ISOLATED)):
+        yield
+        return
+    with whole_machine_lock(request.config, exclusive=False):
+        yield
+
+
 def run_in_own_process(item):
     """Run one test as ``pytest -n 0 NODEID`` in a fresh interpreter; its verdict is this test's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env[ISOLATED] = "1"
     cmd = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-m", "heavy", "-rs",
            "--durations=0", "--no-header", "-q", item.nodeid]
-    with _one_at_a_time(item):
+    with _one_at_a_time(item), contextlib.ExitStack() as stack:
+        if needs_whole_machine(item.nodeid):
+            stack.enter_context(whole_machine_lock(item.config, exclusive=True))
         done = subprocess.run(cmd, cwd=item.config.rootpath, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     print(done.stdout[-20000:])  # shown with the failure, or with -s

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from conftest import scheduling_unit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +123,38 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("heavy_chain: error:"), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_case_above_half_the_machine_is_the_only_one_running(tmp_path):
+    """Its recorded peak decides; it takes the machine lock exclusively, every other heavy test shared."""
+    import fcntl
+    import threading
+    import types
+
+    results = tmp_path / "chain.json"
+    results.write_text(json.dumps({"format": chain.FORMAT, "cases": {"t.py::x[big]": {"peak_gib": 17.3},
+                                                                      "t.py::x[mid]": {"peak_gib": 10.7}}}))
+    peaks = conftest.recorded_peaks(results)
+    assert peaks == {"t.py::x[big]": 17.3, "t.py::x[mid]": 10.7}
+    assert [conftest.needs_whole_machine(n, peaks, memory_gib=23.5) for n in ("t.py::x[big]", "t.py::x[mid]", "t.py::x[new]")] \
+        == [True, False, False]
+    assert not conftest.needs_whole_machine("t.py::x[big]", peaks, memory_gib=64)  # a bigger machine shares it
+    assert conftest.recorded_peaks(tmp_path / "missing.json") == {}
+
+    config = types.SimpleNamespace(_tmp_path_factory=types.SimpleNamespace(getbasetemp=lambda: tmp_path / "gw0"))
+    got = threading.Event()
+
+    def whole_machine_case():
+        with conftest.whole_machine_lock(config, exclusive=True):
+            got.set()
+
+    with conftest.whole_machine_lock(config, exclusive=False):  # a test on the other worker
+        with conftest.whole_machine_lock(config, exclusive=False):  # shared with another: no wait
+            pass
+        waiting = threading.Thread(target=whole_machine_case)
+        waiting.start()
+        assert not got.wait(0.5), "the whole-machine case started beside a running test"
+    waiting.join(30)
+    assert got.is_set()
+    with open(tmp_path / "crossframe-whole-machine.lock") as f:  # and it let go
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -44,8 +44,11 @@ def _spill_folders(root):
 
 
 def test_spilled_results_give_the_same_records_and_leave_nothing(temp_root, monkeypatch):
+    trims = []
+    monkeypatch.setattr(harness, "return_freed_memory", lambda: trims.append(1))
     kept = check_network(tiny_spec(), FRAMEWORKS, modes=MODES, seed=3, batch=4)
     assert not _spill_folders(temp_root), "a tiny network's results stay in memory"
+    assert not trims, "a small check skips the 0.3-s garbage collection"
 
     seen = []
     monkeypatch.setattr(memory, "SPILL_BYTES", 0)  # every named set of arrays goes to disk
@@ -53,6 +56,7 @@ def test_spilled_results_give_the_same_records_and_leave_nothing(temp_root, monk
                             progress=lambda name, mode, fw: seen.append(len(_spilled_files(temp_root))))
     assert seen[-1] > 0 and seen == sorted(seen), f"spill files over the runs: {seen}"
     assert [r.as_dict() for r in spilled] == [r.as_dict() for r in kept]
+    assert len(trims) == 4, "freed memory returned after each runner: two frameworks, float32 and float64"
     assert all(r.passed for r in spilled)
     assert not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
 

@@ -271,6 +271,9 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             out[mode] = spill.keep(_drop(run_mode(runner, mode, xs, cot, weights, masks), zero_grads))
             if progress:
                 progress(spec.name, mode if run_dtype == dtype else f"{mode}/{_SHORT[run_dtype]}", fw)
+        del runner
+        if spill.used:  # a big network: its runner's freed memory back to the system before the next builds
+            return_freed_memory()  # (a full garbage collection: 0.3 s, too slow for every small check)
         return out
 
     with spill:  # a big network's gradients and weight changes wait on disk (memory.py)
@@ -280,7 +283,6 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             results[fw] = run(fw, dtype, modes, fw_device)
             if modes64:
                 results64[fw] = run(fw, "float64", modes64, "cpu")
-            return_freed_memory()  # this framework's models and buffers, before the next one builds
         floors = {m: float("nan") for m in modes}
         if reference:  # the floor: PyTorch float32 against PyTorch float64, both on the CPU
             torch_device = device.get("torch", "cpu") if isinstance(device, dict) else device

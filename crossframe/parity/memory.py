@@ -9,8 +9,9 @@ it go). Smaller results stay in memory, unchanged.
 
 **Freed memory returned.** A framework's arrays freed after its runs stay in the C allocator's
 free lists, so the process keeps them while the next framework runs (JAX's buffers from
-ResNet-101's runs stayed that way, GBs of them, until trimmed). :func:`return_freed_memory` hands them back between
-frameworks (glibc's ``malloc_trim``; elsewhere a garbage collection only).
+ResNet-101's runs stayed that way, GBs of them, until trimmed). :func:`return_freed_memory` hands them back
+after each framework's runner, in a check that spilled (glibc's ``malloc_trim``; elsewhere a garbage
+collection only).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class SpillFolder:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
+
+    @property
+    def used(self):
+        """Whether anything was spilled: the check is of a big network."""
+        return self.path is not None
 
     def keep(self, result):
         """``result`` (a ``run_mode`` dict) with each named set of arrays above the limit on disk."""
