@@ -88,15 +88,17 @@ def variants(names):
 
 # Train, gradient and SGD-step parity of whole networks in the default suite: one small network per
 # block type (test_parity_blocks checks each block alone in all four modes), name -> archspec.load
-# overrides, {} for train_spec's size. dsconv_cnn: depthwise-separable convs, flatten+dense; resnet18:
-# basic blocks after a max pool; keras/MobileNetV3Small: inverted residuals with SE and hard-swish,
-# in-model preprocessing, TF 'same' padding and Keras' BN conventions (at 32 px its last stages are
-# 2x2 and 1x1, every layer still runs); resnet50 at depth 0.5: bottlenecks, a projection and an
-# identity block in every stage; shufflenet_v2_x0_5 at depth 0.3: shuffle units, both forms in every
-# stage. Each costs about a minute of CPU (three frameworks, float32 and float64, three modes).
-# Every variant of our own at train_spec's size under -m heavy (the reduced ones in full there).
-TRAIN_DEFAULT = {"dsconv_cnn": {}, "resnet18": {}, "keras/MobileNetV3Small": {"input_size": 32},
-                 "resnet50": {"input_size": 33, "depth": 0.5}, "shufflenet_v2_x0_5": {"input_size": 33, "depth": 0.3}}
+# overrides, {} for train_spec's size. dsconv_cnn: depthwise-separable convs, flatten+dense; resnet18
+# at 33 px and depth 0.5: basic blocks after a max pool, an identity block and three projections, down
+# to 2x2; keras/MobileNetV3Small: inverted residuals with SE and hard-swish, in-model preprocessing, TF
+# 'same' padding and Keras' BN conventions (at 32 px its last stages are 2x2 and 1x1, every layer still
+# runs); shufflenet_v2_x0_5 at depth 0.3: shuffle units, both forms in every stage. Each costs 15-60 s
+# of CPU, most of it XLA compiling (three frameworks, float32 and float64, three modes). ResNet-50's
+# bottlenecks left the default suite for its time (a minute; test_parity_blocks has the bottleneck in
+# all four modes). Every variant of our own at train_spec's size under -m heavy (the reduced ones in
+# full there).
+TRAIN_DEFAULT = {"dsconv_cnn": {}, "resnet18": {"input_size": 33, "depth": 0.5},
+                 "keras/MobileNetV3Small": {"input_size": 32}, "shufflenet_v2_x0_5": {"input_size": 33, "depth": 0.3}}
 TRAIN_HEAVY = [n for n in ALL if TRAIN_DEFAULT.get(n, True)]
 HEAVY = ["efficientnet_b7", "efficientnet_b6", "resnet152", "resnet101"]
 
