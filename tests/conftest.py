@@ -199,15 +199,20 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 @contextlib.contextmanager
-def _one_at_a_time(item):
-    """Hold the lock the xdist workers of this run share (in the parent of their basetemps)."""
-    path = item.config._tmp_path_factory.getbasetemp().parent / "crossframe-big-memory.lock"
+def _run_lock(config, name, exclusive=True):
+    """Hold the lock file ``name`` that the xdist workers of this run share (in the parent of their
+    basetemps): exclusively, or shared with other holders."""
+    path = config._tmp_path_factory.getbasetemp().parent / name
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _one_at_a_time(item):
+    return _run_lock(item.config, "crossframe-big-memory.lock")
 
 
 # -- the largest cases hold the whole machine ----------------------------------------------------------
@@ -239,17 +244,10 @@ def needs_whole_machine(nodeid, peaks=None, memory_gib=None):
     return peak > (machine_gib() if memory_gib is None else memory_gib) / 2
 
 
-@contextlib.contextmanager
 def whole_machine_lock(config, exclusive):
-    """Hold the run's machine lock (beside the big-memory lock): exclusively for a case that needs the
-    whole machine, shared for any other heavy test."""
-    path = config._tmp_path_factory.getbasetemp().parent / "crossframe-whole-machine.lock"
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """The run's machine lock (beside the big-memory lock): exclusive for a case that needs the whole
+    machine, shared for any other heavy test."""
+    return _run_lock(config, "crossframe-whole-machine.lock", exclusive)
 
 
 @pytest.fixture(autouse=True)

@@ -158,3 +158,12 @@ def test_a_case_above_half_the_machine_is_the_only_one_running(tmp_path):
     assert got.is_set()
     with open(tmp_path / "crossframe-whole-machine.lock") as f:  # and it let go
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_check_memory_refuses_an_unknown_network_in_one_line(capsys):
+    spec_ = importlib.util.spec_from_file_location("check_memory", ROOT / "scripts" / "check_memory.py")
+    check_memory = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(check_memory)
+    assert check_memory.main(["no_such_network"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("check_memory: error:") and "no_such_network" in err and "\n" not in err, err
