@@ -73,6 +73,25 @@ def test_the_spill_folder_goes_when_the_check_stops_midway(temp_root, monkeypatc
     assert not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
 
 
+def test_a_full_temporary_folder_is_one_clear_error_and_leaves_nothing(temp_root, monkeypatch):
+    import errno
+
+    from archspec.errors import CrossframeError
+
+    monkeypatch.setattr(memory, "SPILL_BYTES", 0)
+    saved, real_save = [], np.save
+
+    def full_disk(path, array):
+        if saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(real_save(path, array))
+
+    monkeypatch.setattr(memory.np, "save", full_disk)
+    with pytest.raises(CrossframeError, match="No space left on device.*TMPDIR"):
+        check_network(tiny_spec(), FRAMEWORKS, modes=MODES, seed=3, batch=4)
+    assert saved and not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
+
+
 def test_a_nan_in_a_spilled_gradient_fails(temp_root, monkeypatch):
     monkeypatch.setattr(memory, "SPILL_BYTES", 0)
     real = harness.run_mode

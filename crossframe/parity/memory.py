@@ -26,6 +26,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from archspec.errors import ConfigError
+
 # Named arrays larger than this go to disk: gradients in float64 of a network above ~32M parameters.
 SPILL_BYTES = 256 * 2**20
 
@@ -75,13 +77,18 @@ class SpillFolder:
                 for key, value in result.items()}
 
     def _spill(self, arrays):
-        if self.path is None:
-            self.path = tempfile.mkdtemp(prefix="crossframe-parity-")
-        paths = {}
-        for name, array in arrays.items():
-            self._count += 1
-            paths[name] = os.path.join(self.path, f"{self._count}.npy")
-            np.save(paths[name], np.asarray(array))
+        try:
+            if self.path is None:
+                self.path = tempfile.mkdtemp(prefix="crossframe-parity-")
+            paths = {}
+            for name, array in arrays.items():
+                self._count += 1
+                paths[name] = os.path.join(self.path, f"{self._count}.npy")
+                np.save(paths[name], np.asarray(array))
+        except OSError as e:  # a full or read-only temporary folder: the user's to fix, in one line
+            raise ConfigError(f"{self.path or tempfile.gettempdir()}: cannot keep this check's results on disk "
+                              f"({e.strerror or e}); set TMPDIR to a folder with room for about "
+                              f"{_nbytes(arrays) * 8 / 2**30:.1f} GiB") from None
         return OnDisk(paths)
 
 
