@@ -89,14 +89,17 @@ def machine():
             **versions}
 
 
-def commit():
-    """The checkout a figure was measured at: the commit, with "+changes" if tracked files differ from it."""
+def commit(results=None):
+    """The checkout a figure was measured at: the commit, with "+changes" if tracked files differ from it
+    (``results``, the file this script rewrites after every case, does not count)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD")
     if not head:
         return None
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    exclude = [f":(exclude){Path(results).resolve()}"] if results is not None else []
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *exclude)
+    return head + ("+changes" if changed else "")
 
 
 def load(path):
@@ -200,7 +203,7 @@ def main(argv=None):
             return 130
         case["date"] = datetime.date.today().isoformat()
         case["machine"] = machine()
-        case["commit"] = commit()
+        case["commit"] = commit(args.results)
         data["cases"][nodeid] = case
         save(args.results, data)
         print(f"[{i}/{len(todo)}] {nodeid}: {case['outcome']}, {case['wall_s'] / 60:.1f} min, "

@@ -105,6 +105,24 @@ def test_again_measures_passed_cases_anew_and_each_case_records_its_commit(tmp_p
     assert all(c["machine"][fw] for c in cases.values() for fw in ("torch", "tensorflow", "jax")), cases
 
 
+def test_the_commit_ignores_the_results_file_it_rewrites_but_not_other_changes(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(chain, "ROOT", tmp_path)
+    assert "+" not in chain.commit(tmp_path / "results.json")
+    (tmp_path / "results.json").write_text('{"cases": {}}')  # the script's own rewrite
+    assert "+" not in chain.commit(tmp_path / "results.json")
+    assert chain.commit().endswith("+changes")
+    (tmp_path / "code.py").write_text("x = 2\n")  # a change to what is measured
+    assert chain.commit(tmp_path / "results.json").endswith("+changes")
+
+
 @pytest.mark.parametrize("content", ["not json", '{"cases": {}}', "[1, 2]"])
 def test_a_file_that_is_not_its_own_is_refused_untouched(tmp_path, content, capsys):
     results = tmp_path / "mine.json"
