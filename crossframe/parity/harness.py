@@ -276,6 +276,16 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             return_freed_memory()  # (a full garbage collection: 0.3 s, too slow for every small check)
         return out
 
+    compared = {}
+
+    def compare_once(a, ref):
+        """:func:`compare`, once per pair of results (a spilled result is read from disk on every compare;
+        each framework's own float32 error enters every pair it is in, and PyTorch's is also the floor)."""
+        key = id(a), id(ref)
+        if key not in compared:  # a and ref kept with the answer: their ids cannot be reused before the end
+            compared[key] = a, ref, compare(a, ref)
+        return compared[key][2]
+
     with spill:  # a big network's gradients and weight changes wait on disk (memory.py)
         results, results64 = {}, {}
         for fw in frameworks:
@@ -291,32 +301,32 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             missing = [m for m in modes if m not in hi]
             if missing:
                 hi.update(run("torch", "float64", missing, "cpu"))
-            floors = {m: compare(lo[m], hi[m])[0] for m in modes}
+            floors = {m: compare_once(lo[m], hi[m])[0] for m in modes}
         low = floor and dtype != "float32" and "eval" in modes
         if low:  # the float32 anchor: every framework in float32 on the CPU, and PyTorch float64 for its floor
             anchor = {fw: run(fw, "float32", ["eval"], "cpu")["eval"] for fw in frameworks}
             if "torch" in anchor:
-                floor32 = compare(anchor["torch"], run("torch", "float64", ["eval"], "cpu")["eval"])[0]
+                floor32 = compare_once(anchor["torch"], run("torch", "float64", ["eval"], "cpu")["eval"])[0]
             else:
                 floor32 = float("nan")
             tol32 = band(tolerance("float32", precision, "eval"), floor32)
-            own = {fw: compare(results[fw]["eval"], anchor[fw])[0] for fw in frameworks}
+            own = {fw: compare_once(results[fw]["eval"], anchor[fw])[0] for fw in frameworks}
         records = []
         for mode in modes:
             tol = band(tolerance(dtype, precision, mode), floors[mode], mode, dtype)
             for a, b in itertools.combinations(frameworks, 2):
-                rel, what = compare(results[b][mode], results[a][mode])
+                rel, what = compare_once(results[b][mode], results[a][mode])
                 record = Record(spec.name, mode, f"{a}-{b}", rel, floors[mode], tol, what, False)
                 if mode in modes64:
-                    record.rel64, _ = compare(results64[b][mode], results64[a][mode])
-                    own_a, _ = compare(results[a][mode], results64[a][mode])
-                    own_b, _ = compare(results[b][mode], results64[b][mode])
+                    record.rel64, _ = compare_once(results64[b][mode], results64[a][mode])
+                    own_a, _ = compare_once(results[a][mode], results64[a][mode])
+                    own_b, _ = compare_once(results[b][mode], results64[b][mode])
                     record.own = max(own_a, own_b)
                     record.passed, record.verdict = judge(rel, tol, record.rel64, tolerance("float64", precision, mode),
                                                           own_a, own_b)
                 elif low and mode == "eval":
                     record.floor = floor32
-                    record.rel32, _ = compare(anchor[b], anchor[a])
+                    record.rel32, _ = compare_once(anchor[b], anchor[a])
                     record.tolerance32, record.own = tol32, max(own[a], own[b])
                     record.passed, record.verdict = judge_low_precision(rel, tol, record.rel32, tol32)
                 else:
@@ -327,7 +337,7 @@ def check_network(spec, frameworks=("torch", "tf", "jax"), modes=("eval",), seed
             # 'jax-float32' and so on), under the dtype's band: a broken cast or a low-precision-only layer
             tol = tolerance(dtype, precision, "eval")
             for fw in frameworks:
-                rel, what = compare(results[fw]["eval"], anchor[fw])
+                rel, what = compare_once(results[fw]["eval"], anchor[fw])
                 records.append(Record(spec.name, "eval", f"{fw}-float32", rel, floor32, tol, what, *judge(rel, tol)))
         return records
 
