@@ -61,15 +61,25 @@ def measure_case(nodeid, cwd=ROOT, interval=1.0):
     """Run one case alone, in a fresh interpreter; its outcome, wall time and peak tree memory."""
     env = dict(os.environ, **{ISOLATED: "1"})
     cmd = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-m", "heavy", "-q",
-           "--no-header", "-rs", nodeid]
+           "--no-header", "-rfEs", nodeid]
     with tempfile.TemporaryFile("w+") as out:
         status, peak, _, wall = run_measured(cmd, interval, cwd=cwd, env=env, stdout=out,
                                              stderr=subprocess.STDOUT, text=True)
         out.seek(0)
         output = out.read()
     outcome, line = _outcome(status, output)
-    return {"outcome": outcome, "summary": line[-300:], "wall_s": round(wall, 1),
-            "peak_gib": round(peak / 2**30, 2)}
+    case = {"outcome": outcome, "summary": line[-300:], "wall_s": round(wall, 1), "peak_gib": round(peak / 2**30, 2)}
+    if outcome in ("failed", "error"):
+        case["failure"] = failure_lines(output)
+    return case
+
+
+def failure_lines(output, keep=40):
+    """Why a case failed: pytest's ``E`` lines (the assertion and its message; the last ``keep``) and its
+    short summary's FAILED/ERROR lines, or the output's last lines if it has neither (a killed process)."""
+    lines = output.splitlines()
+    wanted = [line.rstrip() for line in lines if line.startswith(("E ", "FAILED ", "ERROR "))]
+    return (wanted or [line.rstrip() for line in lines if line.strip()])[-keep:]
 
 
 def machine():
@@ -154,6 +164,11 @@ def render(data):
     rows.append(f"{len(done)} of {len(order)} cases measured, "
                 f"{sum(c['outcome'] == 'passed' for c in done)} passed; "
                 f"{total:.1f} min in all ({total / 60:.2f} h), the largest peak {peak:.1f} GiB")
+    failed = [n for n in order if cases.get(n, {}).get("failure")]
+    if failed:
+        rows += ["", "Why the failed cases failed (the first line pytest gave; the rest in the results file):"]
+        rows += [f"- `{Path(n.split('::', 1)[0]).name}::{n.split('::', 1)[-1]}`: {cases[n]['failure'][0][:300]}"
+                 for n in failed]
     return "\n".join(rows)
 
 
