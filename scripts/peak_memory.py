@@ -12,8 +12,10 @@ interval; the README's figures use the default of 1 s.
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -60,10 +62,19 @@ def tree_rss(root):
 def run_measured(command, interval=1.0, log=None, **popen):
     """Run ``command`` to its end; ``(exit status, peak tree RSS in bytes, minutes at the peak, wall
     seconds)``. ``log``: an open file that gets a 'seconds total_GB' line per sample. A Ctrl-C waits
-    for the command (which got the signal too) and is raised again."""
+    for the command (which got the signal too) and is raised again; a SIGTERM (from the main thread's
+    handler, here) is passed on to the command, which is waited for, and raised as KeyboardInterrupt:
+    a ``kill`` of this script leaves no command running on without it."""
     start = time.monotonic()
     proc = subprocess.Popen(command, **popen)
     peak, at = 0, 0.0
+
+    def pass_on(signum, frame):
+        proc.send_signal(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, pass_on) if main_thread else None
     try:
         while proc.poll() is None:
             total = tree_rss(proc.pid)
@@ -77,6 +88,9 @@ def run_measured(command, interval=1.0, log=None, **popen):
     except KeyboardInterrupt:
         proc.wait()
         raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return proc.returncode, peak, at / 60, time.monotonic() - start
 
 

@@ -53,6 +53,36 @@ def test_a_case_is_measured_in_its_own_process(tmp_path):
     assert chain.measure_case("test_cases.py::test_skips", cwd=tmp_path)["outcome"] == "skipped"
 
 
+def test_a_kill_of_the_measuring_script_stops_the_command_it_runs(tmp_path):
+    """``kill`` (SIGTERM) of heavy_chain.py or peak_memory.py: the case it runs is stopped too, not left
+    running on, unmeasured, beside the next one."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "pid"
+    command = (f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+               "time.sleep(120)")
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
+              "from peak_memory import run_measured\n"
+              "try:\n"
+              f"    run_measured([sys.executable, '-c', {command!r}], interval=0.1)\n"
+              "except KeyboardInterrupt:\n"
+              "    sys.exit(130)\n")
+    outer = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inner = int(pid_file.read_text())
+    outer.send_signal(signal.SIGTERM)
+    try:
+        assert outer.wait(timeout=60) == 130
+        assert not os.path.exists(f"/proc/{inner}"), "the measured command still runs"
+    finally:
+        if os.path.exists(f"/proc/{inner}"):
+            os.kill(inner, signal.SIGKILL)
+
+
 def test_a_stopped_run_goes_on_where_it_left_off(tmp_path, monkeypatch, capsys):
     results = tmp_path / "chain.json"
     ran = []

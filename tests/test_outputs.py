@@ -140,7 +140,7 @@ def test_a_symlink_destination_is_refused(spec, src, tmp_path):
 def test_temporary_names_carry_the_pid_and_keep_the_suffixes(tmp_path):
     name = common.temp_name(tmp_path / "w.weights.h5").name
     assert name.startswith(f"{common.TMP_PREFIX}{os.getpid()}-") and name.endswith("-w.weights.h5")
-    assert common._TMP_RE.match(name)
+    assert common._owned_re(common.TMP_PREFIX).match(name)
 
 
 def _dead_pid():
@@ -254,4 +254,4 @@ def test_atomic_write_uses_the_staged_names_and_cleans_up(tmp_path):
 
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "w.weights.h5", fail)
-    assert common._TMP_RE.match(seen[0]) and list(tmp_path.iterdir()) == []
+    assert common._owned_re(common.TMP_PREFIX).match(seen[0]) and list(tmp_path.iterdir()) == []

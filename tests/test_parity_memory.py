@@ -5,6 +5,7 @@ behind however the check ends, and a NaN in a spilled result must still fail.
 """
 
 import math
+import os
 import tempfile
 
 import numpy as np
@@ -71,6 +72,37 @@ def test_the_spill_folder_goes_when_the_check_stops_midway(temp_root, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         check_network(tiny_spec(), FRAMEWORKS, modes=MODES, seed=3, batch=4, progress=interrupt)
     assert not _spill_folders(temp_root), f"left behind: {list(temp_root.rglob('*.npy'))}"
+
+
+def test_a_killed_checks_folder_is_swept_by_the_next_spill_and_nothing_else(temp_root):
+    """SIGKILL (or a SIGTERM nobody turned into an exception, as under plain pytest) skips the ``with``:
+    the next check that spills removes the folder of a process that is gone, and only such a folder."""
+    import subprocess
+    import sys
+    import textwrap
+
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal, tempfile
+        import numpy as np
+        from crossframe.parity import memory
+        tempfile.tempdir = {str(temp_root)!r}
+        spill = memory.SpillFolder(limit=0).__enter__()
+        spill.keep({{"grads": {{"w": np.ones(8)}}}})
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = _spill_folders(temp_root)  # what a killed check leaves
+    users = [temp_root / "crossframe-parity-notes", temp_root / f"crossframe-parity-{os.getppid()}-x"]
+    for folder in users:
+        folder.mkdir()
+    live = temp_root / left.name.replace(left.name.split("-")[2], str(os.getppid()), 1)  # a running process's
+    live.mkdir()
+    with memory.SpillFolder(limit=0) as spill:
+        spill.keep({"grads": {"w": np.ones(8)}})
+        assert not left.exists(), "the killed check's folder is still there"
+        mine = spill.path
+        assert all(f.is_dir() for f in users + [live]) and os.path.isdir(mine)
+    assert not os.path.exists(mine) and all(f.is_dir() for f in users + [live])
 
 
 def test_a_full_temporary_folder_is_one_clear_error_and_leaves_nothing(temp_root, monkeypatch):

@@ -27,9 +27,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from archspec.errors import ConfigError
+from weight_transfer.formats._common import owned_prefix, sweep_stale
 
 # Named arrays larger than this go to disk: gradients in float64 of a network above ~32M parameters.
 SPILL_BYTES = 256 * 2**20
+# The folder: crossframe-parity-<pid>-<host tag><random>-<random>, swept once its process is gone.
+SPILL_PREFIX = "crossframe-parity-"
 
 
 class OnDisk(Mapping):
@@ -79,7 +82,9 @@ class SpillFolder:
     def _spill(self, arrays):
         try:
             if self.path is None:
-                self.path = tempfile.mkdtemp(prefix="crossframe-parity-")
+                # what a check killed past its ``with`` (SIGKILL, a SIGTERM without a handler) left: swept
+                sweep_stale(tempfile.gettempdir(), prefix=SPILL_PREFIX)
+                self.path = tempfile.mkdtemp(prefix=owned_prefix(SPILL_PREFIX))
             paths = {}
             for name, array in arrays.items():
                 self._count += 1

@@ -95,14 +95,24 @@ def sha256_path(path):
 # A temporary is ``.crossframe-tmp-<pid>-<host><random>-<name>``: the writer's PID and a tag of this
 # host let a later writer sweep what a killed one (SIGKILL, power loss) left behind, and only that.
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
-_TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{4})[0-9a-f]{8}-.")
+
+
+def _owned_re(prefix):
+    return re.compile(re.escape(prefix) + r"(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{4})[0-9a-f]{8}-.")
+
 HOLD_ENV = "CROSSFRAME_TEST_HOLD_STAGED"  # tests: seconds to sleep with the temporaries written
+
+
+def owned_prefix(prefix=TMP_PREFIX):
+    """``prefix``, this process's PID and host tag and a random part: the start of a temporary's name that
+    :func:`sweep_stale` (with the same ``prefix``) removes once this process is gone."""
+    return f"{prefix}{os.getpid()}-{_HOST_TAG}{secrets.token_hex(4)}-"
 
 
 def temp_name(path):
     """A fresh name next to ``path`` that keeps its suffixes (Keras and torch look at them)."""
     path = Path(path)
-    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{_HOST_TAG}{secrets.token_hex(4)}-{path.name}")
+    return path.with_name(owned_prefix() + path.name)
 
 
 def _alive(pid):
@@ -115,16 +125,18 @@ def _alive(pid):
     return True
 
 
-def sweep_stale(directory):
-    """Remove our temporaries in ``directory`` whose writer is dead: names of exactly our pattern, made on
-    this host, by a PID that no longer runs. Returns the paths removed. Never touches anything else."""
+def sweep_stale(directory, prefix=TMP_PREFIX):
+    """Remove our temporaries in ``directory`` whose writer is dead: names of exactly our pattern
+    (:func:`owned_prefix`), made on this host, by a PID that no longer runs. Returns the paths removed.
+    Never touches anything else."""
     removed = []
+    pattern = _owned_re(prefix)
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return removed
     for entry in entries:
-        m = _TMP_RE.match(entry.name)
+        m = pattern.match(entry.name)
         if not m or m["host"] != _HOST_TAG:
             continue
         pid = int(m["pid"])
