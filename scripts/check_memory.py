@@ -58,7 +58,8 @@ def main(argv=None):
 
     records = check_network(spec, modes=("train", "grad", "step"), seed=12, batch=4, progress=progress)
     for r in records:
-        print(f"{r.mode:5} {r.pair:8} {r.verdict:4}  rel {r.rel:.2e}  float64 pair {r.rel64:.2e}")
+        print(f"{r.mode:5} {r.pair:8} {r.verdict:4}  rel {r.rel:.2e}  own float32 {r.own:.1e}  "
+              f"float64 pair {r.rel64:.2e} (band {r.tolerance64:.1e})")
     now, peak = _status()
     print(f"after the check: {now:.1f} GiB resident")
     return 0 if all(r.passed for r in records) else 1

@@ -3,7 +3,8 @@
 Weights: random, with BN statistics calibrated on a batch (crossframe.parity.calibrate), moved
 through weight_transfer. Eval outputs must agree at rel <= 1e-5 (float32, CPU). Train-mode outputs,
 running statistics after 3 steps and gradients at rel <= 1e-4, two SGD-with-momentum steps at
-1e-3, and all three in float64 at 1e-9; a float32 pair over its band passes only as ``ok*``
+1e-3, and all three in float64 at 1e-9 (wider in a chaotic check: ``harness.band64``); a float32 pair
+over its band passes only as ``ok*``
 (float32-limited: the pair agrees in float64 and the difference is a framework's own float32
 rounding, e.g. a ReLU input within 1e-7 of zero; see docs/PARITY.md).
 Large networks run at reduced resolution here and at full resolution under ``-m heavy``.
@@ -25,10 +26,11 @@ def _assert_all(records, parity_report):
     parity_report.extend(records)
     bad = [r for r in records if not r.passed]
     assert not bad, "\n".join(f"{r.network} {r.mode} {r.pair}: rel {r.rel:.3e} (tolerance {r.tolerance:.0e}), "
-                              f"float64 rel {r.rel64:.1e}, own float32 error {r.own:.1e}, floor {r.floor:.1e}, "
+                              f"float64 rel {r.rel64:.1e} (band {r.tolerance64:.1e}), own float32 error {r.own:.1e}, "
+                              f"floor {r.floor:.1e}, "
                               f"worst {r.worst}" for r in bad)
     for r in records:
-        assert r.rel <= r.tolerance or (r.verdict == "ok*" and r.rel64 <= 1e-9
+        assert r.rel <= r.tolerance or (r.verdict == "ok*" and r.rel64 <= r.tolerance64
                                          and r.rel <= float32_limit(r.own, r.own, r.rel64) * (1 + 1e-6))
 
 
@@ -98,4 +100,4 @@ def test_an_implementation_difference_fails_in_float64(monkeypatch, parity_repor
     records = check_network(archspec.load("mobilenet_v2_035", input_size=32, depth=0.3), frameworks=("torch", "jax"),
                             modes=("grad",), seed=3, batch=4)
     (r,) = records
-    assert not r.passed and r.verdict == "FAIL" and r.rel64 > 1e-9, r
+    assert not r.passed and r.verdict == "FAIL" and r.rel64 > r.tolerance64 == 1e-9, r

@@ -105,6 +105,60 @@ def test_float32_limit_holds_for_any_runs():
     assert over_sum > 0  # the plain sum, the rule before, fails correct runs
 
 
+def test_a_chaotic_check_widens_the_float64_band_by_its_own_errors():
+    """EfficientNet-B6's SGD steps at 32 px: own float32 errors near 50% and float64 pairs of 0.7-1.8e-9,
+    over the fixed 1e-9. The band follows the amplification the own errors show; an implementation
+    difference is amplified too and still fails, and a non-chaotic check keeps 1e-9."""
+    from crossframe.parity.harness import band64
+
+    assert band64(1e-9, 1e-5, 1e-5) == 1e-9 and band64(1e-9, 0.05, 0.05) == 1e-9
+    assert judge(0.5, 1e-3, rel64=1.8e-9, tol64=1e-9, own_a=0.5, own_b=0.5) == (True, "ok*")
+    assert judge(0.5, 1e-3, rel64=1.8e-9, tol64=1e-9, own_a=0.05, own_b=0.05) == (False, "FAIL")
+    assert judge(0.5, 1e-3, rel64=1e-7, tol64=1e-9, own_a=0.5, own_b=0.5) == (False, "FAIL")
+
+
+def test_the_table_says_which_float64_band_a_pair_was_judged_by():
+    from crossframe.parity.table import format_table
+
+    limited = harness.Record("b6", "step", "torch-jax", 0.5, 1e-3, 1e-3, "delta:w", True, "ok*", rel64=1.8e-9,
+                             own=0.5, tolerance64=7.5e-9)
+    differs = harness.Record("b6", "step", "torch-tf", 0.5, 1e-3, 1e-3, "delta:w", False, "FAIL", rel64=1e-7,
+                             own=0.5, tolerance64=7.5e-9)
+    text = format_table([limited, differs])
+    assert "agrees in float64 (rel 1.8e-09, band 7.5e-09)" in text
+    assert "FAIL: b6 step torch-tf: the pair differs in float64 (rel 1.0e-07, band 7.5e-09)" in text
+    assert "FAIL: b6 step torch-jax" not in text
+
+
+def _logistic(x, steps, dtype, form, r=3.9):
+    """A chaotic map, written two ways (two frameworks' orders of the same arithmetic)."""
+    x, r = x.astype(dtype), dtype(r)
+    for _ in range(steps):
+        x = r * x * (1 - x) if form == "a" else r * x - r * x * x
+    return {"x": x.astype(np.float64)}
+
+
+def test_the_float64_band_holds_a_chaotic_map_until_float32_saturates():
+    """The logistic map at r = 3.9 in two forms, float32 and float64, 5 to 27 steps: the float64 pair
+    stays within band64 (with no fixed floor) while the own float32 errors grow from 1e-6 to 80%, and
+    it passes the fixed 1e-9 on the way. A 1e-12 change of r in one form stays far outside it."""
+    from crossframe.parity.harness import band64
+
+    x0 = np.random.default_rng(0).uniform(0.1, 0.9, 200)
+    over_fixed = 0
+    for steps in range(5, 28, 2):
+        a32, a64, b32, b64 = (_logistic(x0, steps, dtype, form) for form in "ab"
+                              for dtype in (np.float32, np.float64))
+        own_a, own_b, rel64 = compare(a32, a64)[0], compare(b32, b64)[0], compare(b64, a64)[0]
+        assert max(own_a, own_b) < 0.8  # float32 not yet saturated (decorrelated: the rule's limit)
+        assert rel64 <= band64(0.0, own_a, own_b), (steps, own_a, own_b, rel64)
+        over_fixed += rel64 > 1e-9
+        faulty = _logistic(x0, steps, np.float64, "b", r=3.9 * (1 + 1e-12))
+        if own_a > 0.01:  # chaotic enough for the band to matter
+            assert compare(faulty, a64)[0] > 100 * band64(1e-9, own_a, own_b), steps
+    assert over_fixed, "the fixed 1e-9 fails this correct pair somewhere"
+
+
 @pytest.mark.parametrize("field", ["rel", "rel64", "own_a", "own_b"])
 @pytest.mark.parametrize("bad", [NAN, INF])
 def test_any_nonfinite_number_fails(field, bad):

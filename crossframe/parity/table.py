@@ -20,13 +20,18 @@ def format_table(records):
     lines.append("")
     for r in limited:
         lines.append(f"ok*: {r.network} {r.mode} {r.pair} is over the float32 band but float32-limited: the pair "
-                     f"agrees in float64 (rel {_number(r.rel64, '.1e')}) and a framework's own float32 error is "
-                     f"{_number(r.own, '.1e')}")
+                     f"agrees in float64 (rel {_number(r.rel64, '.1e')}, band {_number(r.tolerance64, '.1e')}) and a "
+                     f"framework's own float32 error is {_number(r.own, '.1e')}")
     anchored = [r for r in records if getattr(r, "rel32", float("nan")) == r.rel32]
     for network in dict.fromkeys(r.network for r in anchored):
         pairs = [r for r in anchored if r.network == network]
         lines.append(f"{network}: float32 anchor (each pair in float32, band {pairs[0].tolerance32:.0e}): "
                      + ", ".join(f"{r.pair} {_number(r.rel32, '.1e')}" for r in pairs))
+    for r in records:
+        if not r.passed and r.rel64 == r.rel64 and not r.rel64 <= r.tolerance64:
+            lines.append(f"FAIL: {r.network} {r.mode} {r.pair}: the pair differs in float64 (rel "
+                         f"{_number(r.rel64, '.1e')}, band {_number(r.tolerance64, '.1e')}): the frameworks compute "
+                         "different functions")
     for r in records:
         rel32 = getattr(r, "rel32", float("nan"))
         if not r.passed and rel32 == rel32:  # a low-precision pair judged with its float32 anchor
