@@ -217,7 +217,7 @@ def _one_at_a_time(item):
 
 # -- the largest cases hold the whole machine ----------------------------------------------------------
 # A chain case whose peak, recorded by scripts/heavy_chain.py in docs/heavy_chain.json, is more than half
-# this machine's memory (ConvNeXt-L's train/grad/step check: 17 GiB) runs with nothing beside it: it takes
+# this machine's memory (ConvNeXt-L's train/grad/step check: 16.4 GiB) runs with nothing beside it: it takes
 # a second lock exclusively, and every other heavy test holds that lock shared while it runs. (flock does
 # not queue writers first: the exclusive case gets the lock in the gap between two of the other worker's
 # tests, when the kernel wakes it before the next test asks.)
