@@ -95,12 +95,11 @@ def sha256_path(path):
 # A temporary is ``.crossframe-tmp-<pid>-<host><random>-<name>``: the writer's PID and a tag of this
 # host let a later writer sweep what a killed one (SIGKILL, power loss) left behind, and only that.
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
+HOLD_ENV = "CROSSFRAME_TEST_HOLD_STAGED"  # tests: seconds to sleep with the temporaries written
 
 
 def _owned_re(prefix):
     return re.compile(re.escape(prefix) + r"(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{4})[0-9a-f]{8}-.")
-
-HOLD_ENV = "CROSSFRAME_TEST_HOLD_STAGED"  # tests: seconds to sleep with the temporaries written
 
 
 def owned_prefix(prefix=TMP_PREFIX):
