@@ -9,7 +9,9 @@ takes with ``--distributed`` alone, where the cluster supplies those variables.
 
 Process 0 prints to this terminal; the others' output is kept and shown only if they fail. Ctrl-C or
 SIGTERM is passed on to every process (each saves a checkpoint at its step and exits 130/143); when one
-process fails, the others are stopped, since they would wait for it at the next collective.
+process fails, the others are stopped, since they would wait for it at the next collective. A process
+still running ``KILL_AFTER_S`` after its SIGTERM is killed: one stuck in a collective never reaches the
+Python code that acts on the signal (and JAX's own preemption handler takes SIGTERM too).
 """
 
 import os
@@ -23,6 +25,7 @@ import time
 from archspec.errors import ConfigError
 
 GRACE_S = 30  # after one process fails, how long the others get before they are stopped
+KILL_AFTER_S = 120  # after SIGTERM, how long a process gets to save its checkpoint before SIGKILL
 
 
 def without_flags(argv, flags):
@@ -79,8 +82,7 @@ def launch(argv, processes, process_devices=1):
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait()
+        _wait_or_kill(children, time.monotonic() + KILL_AFTER_S)
         raise
     finally:
         for child in children:
@@ -92,16 +94,30 @@ def launch(argv, processes, process_devices=1):
                 log.close()
 
 
+def _wait_or_kill(children, deadline):
+    """Wait for every child; kill those still running at ``deadline`` (``time.monotonic()``)."""
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def _wait(children, logs):
-    failed_at = None
+    failed_at = terminated_at = None
     while any(child.poll() is None for child in children):
         codes = [child.poll() for child in children]
+        now = time.monotonic()
         if failed_at is None and any(code not in (None, 0) for code in codes):
-            failed_at = time.monotonic()
-        if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
+            failed_at = now
+        if failed_at is not None and terminated_at is None and now - failed_at > GRACE_S:
+            terminated_at = now
             for child in children:
                 if child.poll() is None:
                     child.terminate()
+        if terminated_at is not None and now - terminated_at > KILL_AFTER_S:
+            _wait_or_kill(children, now)
         time.sleep(0.2)
     codes = [child.returncode for child in children]
     for i, (code, log) in enumerate(zip(codes, logs)):

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +62,66 @@ def test_launcher_refuses_what_it_cannot_run(tmp_path):
                               capture_output=True, text=True)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not (tmp_path / "w").exists()
+
+
+def _child(code):
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    if "ready" in code:
+        assert child.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
+    return child
+
+
+STUCK = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+         "time.sleep(600)")  # a process stuck in a collective: SIGTERM never reaches code that acts on it
+
+
+def _finishes(target, seconds=60):
+    """Whether ``target()`` returns within ``seconds`` (a hang detector, not a speed check)."""
+    import threading
+
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (target(), done.set()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return done.is_set()
+
+
+def test_launcher_kills_a_process_that_ignores_sigterm_after_another_failed(monkeypatch):
+    from crossframe import launch
+
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    monkeypatch.setattr(launch, "KILL_AFTER_S", 1.0)
+    children = [_child("import sys; sys.exit(3)"), _child(STUCK)]
+    try:
+        codes = []
+        assert _finishes(lambda: codes.append(launch._wait(children, [None, None]))), \
+            "the launcher waits forever on a process that ignores SIGTERM"
+        assert codes == [3] and children[1].returncode == -9
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+
+
+def test_launcher_ctrl_c_kills_a_process_that_ignores_sigterm(monkeypatch):
+    from crossframe import launch
+
+    monkeypatch.setattr(launch, "KILL_AFTER_S", 1.0)
+    children = [_child(STUCK)]
+    try:
+        assert _finishes(lambda: launch._wait_or_kill(children, time.monotonic() + launch.KILL_AFTER_S))
+        assert children[0].returncode == -9
+    finally:
+        if children[0].poll() is None:
+            children[0].kill()
+
+
+def test_dispatch_window_keeps_at_most_depth_steps_unfinished(monkeypatch):
+    from jax_impl.train import loop
+
+    waited = []
+    monkeypatch.setattr(loop.jax, "block_until_ready", waited.append)
+    window = loop.DispatchWindow(depth=2)
+    for step in range(6):
+        window.add(step)
+        assert waited == list(range(max(0, step - 1))), (step, waited)

@@ -217,6 +217,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
                         img_s=f"{out[-1]['images_per_s']:.0f}", wait=f"{out[-1]['input_wait']:.0%}")
 
     stop = StopOnSignal()
+    in_flight = DispatchWindow()
     inputs = pipeline_lib.Pipeline(batches, start_step, stop_at, state=saved_input,
                                    place=lambda xs, ys: mesh_lib.global_batch(mesh, xs, ys))
     with precision, stop, inputs:
@@ -226,6 +227,7 @@ def train(config: TrainConfig, workdir=None, *, checkpoint_dir=None, log_path=No
             x, y = inputs.next(step)
             input_seconds += time.perf_counter() - waited
             state, m = train_step(state, x, y, dropout_key)
+            in_flight.add(m)
             step += 1
             pending.append((step, m))
             if step % config.log_every == 0:
@@ -355,15 +357,36 @@ def evaluate(eval_step, state, mesh, dataset, global_batch, variables=None):
     """Loss and accuracy over the whole test split (padded batches, padding weighted 0), of the state's
     weights or of ``variables`` (``{'params', 'batch_stats'}``, e.g. ``state.ema``)."""
     variables = state.variables if variables is None else variables
-    totals = None
+    totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
     for x, y, w in data_lib.eval_batches(dataset.x_test, dataset.y_test, global_batch,
                                          jax.process_index(), jax.process_count()):
         out = eval_step(variables["params"], variables["batch_stats"], *mesh_lib.global_batch(mesh, x, y, w))
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    totals = jax.device_get(totals)
-    count = float(totals["count"])
-    return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count,
-            "count": int(count)}
+        # fetched batch by batch: one evaluation program in flight at a time (see DispatchWindow)
+        for key, value in jax.device_get(out).items():
+            totals[key] += float(value)
+    count = totals["count"]
+    return {"loss": totals["loss_sum"] / count, "accuracy": totals["correct"] / count, "count": int(count)}
+
+
+class DispatchWindow:
+    """Keeps at most ``depth`` dispatched steps unfinished: :meth:`add` waits for the one ``depth`` back.
+
+    JAX dispatches asynchronously, and XLA's CPU client takes a per-device slot for each launch (32 a
+    device) on its own threads, in no fixed order. With several devices in each of several processes
+    (gloo's all-reduces between them), a run of later launches can take every slot of one device before
+    an earlier program's launch there, while that program waits on the other devices in its all-reduce:
+    a deadlock, which gloo ends after 30 minutes. ``crossframe train --processes 2 --process-devices 2``
+    hung so on 2026-12-02 in the evaluation (``scripts/dispatch_deadlock.py`` reproduces it). Two steps
+    in flight keep the devices fed and leave the slots free.
+    """
+
+    def __init__(self, depth=2):
+        self.depth, self._outputs = depth, []
+
+    def add(self, output):
+        self._outputs.append(output)
+        if len(self._outputs) > self.depth:
+            jax.block_until_ready(self._outputs.pop(0))
 
 
 def _progress(total, initial, desc, enabled):
