@@ -125,3 +125,35 @@ def test_dispatch_window_keeps_at_most_depth_steps_unfinished(monkeypatch):
     for step in range(6):
         window.add(step)
         assert waited == list(range(max(0, step - 1))), (step, waited)
+
+
+def test_training_keeps_two_steps_in_flight_and_fetches_each_evaluation_batch(monkeypatch):
+    """The loop hands every step to its DispatchWindow, and the evaluation fetches every batch's sums
+    before dispatching the next (the run-ahead that deadlocked, docs/TRAINING.md)."""
+    import jax
+
+    from jax_impl.train import loop
+    from jax_impl.train.config import TrainConfig
+
+    added, placed, fetched = [], [], []
+    monkeypatch.setattr(loop.DispatchWindow, "add", lambda self, out: added.append(out))
+    real_batch, real_get = loop.mesh_lib.global_batch, loop.jax.device_get
+
+    def global_batch(mesh, *arrays):
+        if len(arrays) == 3:  # (x, y, weight): an evaluation batch
+            placed.append(len(fetched))
+        return real_batch(mesh, *arrays)
+
+    def device_get(tree):
+        if isinstance(tree, dict) and "count" in tree:
+            fetched.append(len(placed))
+        return real_get(tree)
+
+    monkeypatch.setattr(loop.mesh_lib, "global_batch", global_batch)
+    monkeypatch.setattr(loop.jax, "device_get", device_get)
+    cfg = TrainConfig(arch="dsconv_cnn", data="synthetic", data_size=160, init="he", steps=3, batch_size=16,
+                      eval_every=3, seed=0)
+    loop.train(cfg, devices=jax.devices()[:1], progress=False)
+    assert len(added) == 3
+    assert len(placed) >= 2 and placed == list(range(len(placed))) and fetched == list(range(1, len(placed) + 1)), \
+        (placed, fetched)
