@@ -22,18 +22,19 @@ Prints one line per trial and a summary; exits 1 if any trial hung.
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from crossframe.launch import free_port  # noqa: E402
 
 
 def child(process_id, port, mode, rounds, batches):
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -62,12 +63,6 @@ def child(process_id, port, mode, rounds, batches):
             totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
         jax.device_get(totals)
         print(f"progress {done + 1}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def trial(args):

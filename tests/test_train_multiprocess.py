@@ -157,3 +157,14 @@ def test_training_keeps_two_steps_in_flight_and_fetches_each_evaluation_batch(mo
     assert len(added) == 3
     assert len(placed) >= 2 and placed == list(range(len(placed))) and fetched == list(range(1, len(placed) + 1)), \
         (placed, fetched)
+
+
+@pytest.mark.heavy  # opt-in: tests/conftest.py OPT_IN says why, at the end of every default run
+@pytest.mark.parametrize("mode", ["fetch", "window"])
+def test_the_evaluation_pattern_does_not_deadlock_two_processes(mode):
+    """scripts/dispatch_deadlock.py, the ways the loop dispatches now: two processes of two devices
+    finish 100 evaluations of 24 batches (the old way, ``--mode async``, hung in 8 of 8 trials on 2026-12-02)."""
+    done = subprocess.run([sys.executable, "scripts/dispatch_deadlock.py", "--mode", mode, "--trials", "1",
+                           "--rounds", "100"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0 and "0 of 1 trials hung" in done.stdout, done.stdout + done.stderr[-2000:]
