@@ -3,7 +3,9 @@ machine, two processes joined by ``jax.distributed`` (local coordinator, CPU col
 simulated devices. Interrupted at step 2 (``--max-steps``) and resumed by two new processes from the
 checkpoint both wrote, the 2x2 run ends with the weights of one uninterrupted 1-process 4-device run.
 Opt-in (``./dev test -m heavy tests/test_train_multiprocess.py``): about 70 s, over the default suite's
-budget; the launcher's refusals stay in the default suite.
+budget; the launcher's refusals stay in the default suite, with the guards against the hangs of
+2026-12-02: the launcher kills a process that ignores SIGTERM, and the loop keeps at most two steps in
+flight and fetches each evaluation batch (docs/TRAINING.md, *No more than two steps in flight*).
 """
 
 import json
