@@ -21,6 +21,7 @@ Prints one line per trial and a summary; exits 1 if any trial hung.
 """
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -107,8 +108,8 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.mode, args.rounds, args.batches)
-    if min(args.trials, args.rounds, args.batches) < 1 or args.stall_s <= 0:
-        parser.error("--trials, --rounds and --batches must be >= 1, --stall-s > 0")
+    if min(args.trials, args.rounds, args.batches) < 1 or not 0 < args.stall_s < math.inf:
+        parser.error("--trials, --rounds and --batches must be >= 1, --stall-s a finite number > 0")
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)] \
         if args.hog else []
     try:

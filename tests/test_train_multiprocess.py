@@ -66,25 +66,38 @@ def test_launcher_refuses_what_it_cannot_run(tmp_path):
         assert not (tmp_path / "w").exists()
 
 
-def _child(code):
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    if "ready" in code:
-        assert child.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
+def _failing_child():
+    return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def _stuck_child():
+    """A process stuck in a collective, as the launcher sees it: SIGTERM never reaches code that acts on it."""
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                              "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
     return child
 
 
-STUCK = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
-         "time.sleep(600)")  # a process stuck in a collective: SIGTERM never reaches code that acts on it
-
-
 def _finishes(target, seconds=60):
-    """Whether ``target()`` returns within ``seconds`` (a hang detector, not a speed check)."""
+    """Whether ``target()`` returns within ``seconds`` (a hang detector, not a speed check); an
+    exception in ``target`` is raised here."""
     import threading
 
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (target(), done.set()), daemon=True)
+    done, raised = threading.Event(), []
+
+    def run():
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            raised.append(e)
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(seconds)
+    if raised:
+        raise raised[0]
     return done.is_set()
 
 
@@ -93,7 +106,7 @@ def test_launcher_kills_a_process_that_ignores_sigterm_after_another_failed(monk
 
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
     monkeypatch.setattr(launch, "KILL_AFTER_S", 1.0)
-    children = [_child("import sys; sys.exit(3)"), _child(STUCK)]
+    children = [_failing_child(), _stuck_child()]
     try:
         codes = []
         assert _finishes(lambda: codes.append(launch._wait(children, [None, None]))), \
@@ -109,7 +122,7 @@ def test_launcher_ctrl_c_kills_a_process_that_ignores_sigterm(monkeypatch):
     from crossframe import launch
 
     monkeypatch.setattr(launch, "KILL_AFTER_S", 1.0)
-    children = [_child(STUCK)]
+    children = [_stuck_child()]
     try:
         assert _finishes(lambda: launch._wait_or_kill(children, time.monotonic() + launch.KILL_AFTER_S))
         assert children[0].returncode == -9
@@ -161,7 +174,7 @@ def test_training_keeps_two_steps_in_flight_and_fetches_each_evaluation_batch(mo
         (placed, fetched)
 
 
-@pytest.mark.heavy  # opt-in: tests/conftest.py OPT_IN says why, at the end of every default run
+@pytest.mark.heavy  # opt-in: it tests the script's patterns, not the loop (the default suite's test above does)
 @pytest.mark.parametrize("mode", ["fetch", "window"])
 def test_the_evaluation_pattern_does_not_deadlock_two_processes(mode):
     """scripts/dispatch_deadlock.py, the ways the loop dispatches now: two processes of two devices
